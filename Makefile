@@ -1,0 +1,30 @@
+# Short, named commands that README, CI and developers all use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint bench bench-smoke clean
+
+# The venv installs the package with its test tools; the systemd extra (journald, sd_notify via
+# libsystemd) needs libsystemd-dev and pkg-config, and is skipped with a note when they are absent.
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,systemd]' || { \
+	  echo "note: systemd-python did not build (apt install libsystemd-dev pkg-config);" \
+	       "installing without it, sd_notify uses the built-in fallback"; \
+	  $(PY) -m pip install --quiet -e '.[test]'; }
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/alfrd run $(ARGS)
+
+test: $(STAMP)
+	PYTHONFAULTHANDLER=1 $(PY) -m pytest $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

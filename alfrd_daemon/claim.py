@@ -1,0 +1,165 @@
+"""The claim area: a file is ours once we renamed it into our own claim directory.
+
+rename(2) is atomic, so when several daemons race for one inbox file exactly one rename
+succeeds and the others see ENOENT. Each daemon owns `.alfrd/claimed/<instance>/` and holds an
+flock on `<instance>.lock` for its lifetime; a claim directory whose lock can be taken belongs
+to a daemon that died, and its files are adopted. The relative path is kept inside the claim
+directory, so a claimed file still knows where it came from after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+_renameat2 = getattr(_libc, "renameat2", None)
+
+
+def rename_noreplace(src: Path, dst: Path) -> None:
+    """rename(2) that fails with FileExistsError instead of replacing dst."""
+    if _renameat2 is not None:
+        rc = _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst),
+                        _RENAME_NOREPLACE)
+        if rc == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS):
+            raise OSError(err, os.strerror(err), str(src), None, str(dst))
+    # Filesystems without RENAME_NOREPLACE: dst lives in a directory only we write to.
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, "File exists", str(dst))
+    os.rename(src, dst)
+
+
+class ClaimBusy(Exception):
+    """The same relative path is still claimed by us (an earlier file waiting for a retry)."""
+
+
+class ClaimArea:
+    def __init__(self, inbox: Path, instance: str):
+        self.inbox = inbox
+        self.root = inbox / ".alfrd" / "claimed"
+        self.instance = instance
+        self.dir = self.root / instance
+        self._lock_fd: int | None = None
+        self._made_dirs: set[Path] = set()
+
+    def open(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / f"{self.instance}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        """Forget an empty claim directory; leave one that still holds files for adoption."""
+        self.prune_empty_dirs(self.dir)
+        with contextlib.suppress(OSError):
+            self.dir.rmdir()
+            (self.root / f"{self.instance}.lock").unlink()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def path(self, relpath: str) -> Path:
+        return self.dir / relpath
+
+    def claim(self, relpath: str) -> Path | None:
+        """Move inbox/relpath into our claim directory. None when it is gone (another daemon
+        claimed it, or the user removed it)."""
+        target = self.dir / relpath
+        parent = target.parent
+        if parent not in self._made_dirs:
+            parent.mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(parent)
+        try:
+            rename_noreplace(self.inbox / relpath, target)
+        except FileNotFoundError:
+            if not parent.is_dir():  # pruned under us: make it again next time
+                self._made_dirs.discard(parent)
+            return None
+        except FileExistsError as exc:
+            raise ClaimBusy(relpath) from exc
+        return target
+
+    def release(self, relpath: str) -> None:
+        """The claimed file is recorded and stored: forget it."""
+        target = self.dir / relpath
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                target.unlink()
+
+    def claimed(self) -> Iterator[str]:
+        """Relative paths of everything in our claim directory (files, and folder documents
+        as one entry each)."""
+        yield from _walk_claims(self.dir)
+
+    def dead_instances(self) -> list[Path]:
+        """Claim directories whose owner no longer holds its lock."""
+        dead = []
+        if not self.root.is_dir():
+            return dead
+        for entry in self.root.iterdir():
+            if entry.name == self.instance or not entry.is_dir():
+                continue
+            lock = self.root / f"{entry.name}.lock"
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            dead.append(entry)
+            os.close(fd)
+        return dead
+
+    def adopt(self, dead_dir: Path) -> list[str]:
+        """Move a dead daemon's claims into ours; returns what we now hold. A path we already
+        hold stays where it is and is adopted on a later pass."""
+        adopted = []
+        for rel in list(_walk_claims(dead_dir)):
+            target = self.dir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                rename_noreplace(dead_dir / rel, target)
+            except (FileExistsError, FileNotFoundError):
+                continue
+            adopted.append(rel)
+        self.prune_empty_dirs(dead_dir)
+        with contextlib.suppress(OSError):
+            dead_dir.rmdir()
+            (self.root / f"{dead_dir.name}.lock").unlink()
+        return adopted
+
+    @staticmethod
+    def prune_empty_dirs(top: Path) -> None:
+        for dirpath, _dirs, _files in os.walk(top, topdown=False):
+            if Path(dirpath) != top:
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)
+
+
+def _walk_claims(top: Path) -> Iterator[str]:
+    for dirpath, dirs, files in os.walk(top):
+        here = Path(dirpath)
+        if here != top and "meta.json" in files:
+            dirs.clear()
+            yield str(here.relative_to(top))
+            continue
+        for name in files:
+            yield str((here / name).relative_to(top))
+        for name in list(dirs):
+            if (here / name).is_symlink():
+                dirs.remove(name)
+                yield str((here / name).relative_to(top))

@@ -1,0 +1,385 @@
+"""The `alfrd` command: run the daemon, and query or repair the archive from another shell."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
+
+from . import __version__
+from . import db as dbmod
+from .config import ConfigError, Settings, check_paths, find_config, load_settings
+from .config import world_readable_secret as config_world_readable
+from .failed import FailedFolder
+from .logs import mask_dsn, setup_logging
+
+EXIT_OK, EXIT_PROBLEM, EXIT_UNAVAILABLE, EXIT_USAGE = 0, 1, 2, 64
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, UUID | Path):
+        return str(value)
+    raise TypeError(type(value).__name__)
+
+
+def print_json(data: object) -> None:
+    json.dump(data, sys.stdout, default=_json_default, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None))
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[psycopg.Connection]:
+    """One connection for a CLI command; starts (then stops) the embedded server if the
+    daemon is not running it."""
+    from .daemon import resolve_database, stop_embedded_if_unused
+
+    target = resolve_database(settings, start_embedded=False)
+    started_here = False
+    if target.cluster is not None and not target.cluster.running():
+        target.cluster.start()
+        target.cluster.ensure_database("alfrd")
+        started_here = True
+    try:
+        with dbmod.connect(target.conninfo, connect_timeout=settings.database.connect_timeout,
+                           row_factory=dict_row) as conn:
+            dbmod.migrate(conn)
+            yield conn
+    finally:
+        if started_here:
+            stop_embedded_if_unused(target)
+
+
+# --- commands ------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from .daemon import Daemon
+
+    settings = settings_from(args)
+    setup_logging(args.log_level or settings.logging.level)
+    path = find_config(args.config, os.environ)
+    if config_world_readable(path):
+        import logging
+
+        logging.getLogger("alfrd").warning(
+            "%s holds a database password and is readable by every user: chmod 640 it, or "
+            "move the password to ALFRD_DATABASE_URL or a systemd credential", path)
+    return Daemon(settings, config_path=args.config).run()
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    with database(settings) as conn:
+        rows = conn.execute(dbmod.QUERIES["search_documents"], {
+            "query": args.query, "config": settings.search.language, "tag": args.tag,
+            "limit": args.limit}).fetchall()
+    results = [{"id": str(r["id"]), "name": r["original_name"], "tags": r["tags"],
+                "status": r["status"], "rank": round(float(r["rank"]), 6),
+                "snippet": " ".join(r["snippet"].split()), "created_at": r["created_at"]}
+               for r in rows]
+    if args.json:
+        print_json(results)
+        return EXIT_OK
+    if not results:
+        print(f"no documents match {args.query!r}")
+    for r in results:
+        tags = f"  [{', '.join(r['tags'])}]" if r["tags"] else ""
+        print(f"{r['id']}  {r['rank']:.4f}  {r['name']}{tags}")
+        print(f"    {r['snippet']}")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    with database(settings) as conn:
+        rows = conn.execute(dbmod.QUERIES["list_documents"], {
+            "status": args.status, "tag": args.tag, "limit": args.limit}).fetchall()
+    if args.json:
+        print_json([{**r, "id": str(r["id"])} for r in rows])
+        return EXIT_OK
+    for r in rows:
+        extra = f"  ({r['error']})" if r["error"] else ""
+        tags = f"  [{', '.join(r['tags'])}]" if r["tags"] else ""
+        print(f"{r['id']}  {r['created_at']:%Y-%m-%d %H:%M}  {r['status']:<9}  "
+              f"{r['original_name']}{tags}{extra}")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    with database(settings) as conn:
+        rows = conn.execute(dbmod.QUERIES["show_document"], {
+            "id": args.id, "prefix": args.id.lower() + "%", "text_limit": args.text_limit,
+        }).fetchall()
+        if len(rows) != 1:
+            reason = "no document" if not rows else "more than one document"
+            print(f"alfrd show: {reason} matches {args.id!r}", file=sys.stderr)
+            return EXIT_PROBLEM
+        doc = rows[0]
+        arrivals = conn.execute(dbmod.QUERIES["document_arrivals"], {"id": doc["id"]}).fetchall()
+    doc = {**doc, "id": str(doc["id"]), "arrivals": arrivals}
+    if args.json:
+        print_json(doc)
+        return EXIT_OK
+    for key in ("id", "original_name", "source_path", "status", "tags", "mime_type",
+                "size_bytes", "sha256", "stored_path", "title", "extractor", "error",
+                "created_at", "updated_at"):
+        if doc.get(key) not in (None, [], ""):
+            print(f"{key:>14}: {doc[key]}")
+    print(f"{'arrivals':>14}: {len(arrivals)}")
+    for a in arrivals:
+        print(f"{'':>16}{a['arrived_at']:%Y-%m-%d %H:%M:%S}  {a['outcome']:<9}  "
+              f"{a['source_path']}")
+    if doc["text"]:
+        more = "" if doc["text_length"] <= args.text_limit else (
+            f"\n… ({doc['text_length']} characters in all)")
+        print(f"\n{doc['text']}{more}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    failed_notes = FailedFolder(settings.failed_path).notes() if settings.failed_path.is_dir() \
+        else []
+    report: dict[str, Any] = {"config": settings.source, "inbox": str(settings.inbox.path),
+                              "failed_folder": {"path": str(settings.failed_path),
+                                                "files": len(failed_notes)}}
+    try:
+        with database(settings) as conn:
+            report["database"] = {"state": "ok",
+                                  "server": conn.info.parameter_status("server_version")}
+            report["documents"] = {r["status"]: r["n"] for r in
+                                   conn.execute(dbmod.QUERIES["count_by_status"])}
+            report["arrivals"] = {r["outcome"]: r["n"] for r in
+                                  conn.execute(dbmod.QUERIES["count_arrivals_by_outcome"])}
+            report["daemons"] = [_instance_view(r) for r in
+                                 conn.execute(dbmod.QUERIES["list_instances"])]
+            report["jobs"] = _job_status(conn)
+    except (dbmod.DatabaseUnavailable, psycopg.OperationalError) as exc:
+        report["database"] = {"state": "unreachable", "error": mask_dsn(str(exc))}
+    if args.json:
+        print_json(report)
+    else:
+        _print_status(report)
+    return EXIT_OK if report["database"]["state"] == "ok" else EXIT_UNAVAILABLE
+
+
+def _instance_view(row: dict[str, Any]) -> dict[str, Any]:
+    age = row["heartbeat_age"].total_seconds()
+    running = row["stopped_at"] is None and age < 60
+    return {"instance": row["instance"], "hostname": row["hostname"], "pid": row["pid"],
+            "running": running, "started_at": row["started_at"],
+            "heartbeat_age_seconds": round(age, 1), "stopped_at": row["stopped_at"],
+            **{k: v for k, v in row["state"].items()}}
+
+
+def _job_status(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Scheduled-job history, once the jobs migration has created it."""
+    exists = conn.execute("SELECT to_regclass('job_runs') IS NOT NULL AS e").fetchone()
+    if not exists or not exists["e"]:
+        return []
+    from .jobs import job_status
+
+    return job_status(conn)
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    dbinfo = report["database"]
+    print(f"config:    {report['config']}")
+    print(f"inbox:     {report['inbox']}")
+    if dbinfo["state"] != "ok":
+        print(f"database:  UNREACHABLE: {dbinfo['error']}")
+    else:
+        print(f"database:  ok (PostgreSQL {dbinfo['server']})")
+        docs = ", ".join(f"{k} {v}" for k, v in report["documents"].items()) or "none yet"
+        print(f"documents: {docs}")
+        arr = ", ".join(f"{k} {v}" for k, v in report["arrivals"].items()) or "none yet"
+        print(f"arrivals:  {arr}")
+    ff = report["failed_folder"]
+    print(f"failed/:   {ff['files']} files waiting in {ff['path']}")
+    for d in report.get("daemons", []):
+        if d["running"]:
+            print(f"daemon:    {d['instance']} running; queue {d.get('queue_depth', '?')}, "
+                  f"watcher {d.get('watch_mode', '?')} "
+                  f"{'ok' if d.get('watcher_alive') else 'DOWN'}, health {d.get('health')}, "
+                  f"ingested {d.get('ingested', 0)}, failed {d.get('failed', 0)}"
+                  + (f", WAITING: {d['last_transient']}" if d.get("last_transient") else ""))
+        else:
+            print(f"daemon:    {d['instance']} not running (last seen "
+                  f"{d['heartbeat_age_seconds']:.0f} s ago)")
+    for job in report.get("jobs", []):
+        print(f"job:       {job['job']}: last {job.get('last_outcome') or 'never run'}"
+              f" at {job.get('last_finished') or '-'}; next {job.get('next_run') or '-'}")
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    path = args.path or getattr(args, "config", None)
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        if args.json:
+            print_json({"valid": False, "source": exc.source, "problems": exc.problems})
+        else:
+            for p in exc.problems:
+                print(f"{exc.source}: {p}")
+        return EXIT_PROBLEM
+    problems = check_paths(settings)
+    if args.json:
+        print_json({"valid": not problems, "source": settings.source, "problems": problems})
+    else:
+        for p in problems:
+            print(f"{settings.source}: {p}")
+        if not problems:
+            print(f"{settings.source}: ok")
+    return EXIT_PROBLEM if problems else EXIT_OK
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    """Put failed files back into the inbox; their failed rows go, so they are judged anew."""
+    settings = settings_from(args)
+    failed = FailedFolder(settings.failed_path)
+    notes = dict(failed.notes()) if settings.failed_path.is_dir() else {}
+    names = list(notes) if args.all else args.names
+    if not names:
+        print("alfrd retry: name failed files (see alfrd status) or pass --all",
+              file=sys.stderr)
+        return EXIT_USAGE
+    moved = []
+    with database(settings) as conn:
+        for name in names:
+            if name not in notes:
+                print(f"alfrd retry: {name!r} is not in {settings.failed_path}",
+                      file=sys.stderr)
+                continue
+            doc_id = notes[name].get("document_id")
+            dest = failed.take_back(name, settings.inbox.path)
+            if doc_id:
+                with conn.transaction():
+                    conn.execute(dbmod.QUERIES["delete_failed_document"], {"id": doc_id})
+            moved.append({"name": name, "inbox_path": str(dest)})
+    if args.json:
+        print_json(moved)
+    else:
+        for m in moved:
+            print(f"back in the inbox: {m['inbox_path']}")
+    return EXIT_OK if len(moved) == len(names) else EXIT_PROBLEM
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    with database(settings) as conn:
+        print("schema is up to date" if not dbmod.pending_migrations(conn) else "pending")
+    return EXIT_OK
+
+
+# --- parser ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alfrd", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"alfrd-daemon {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", help="YAML file (default: $ALFRD_CONFIG, "
+                        "/etc/alfrd/alfrd.yaml, ./config/alfrd.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("search", parents=[common], help="full-text search")
+    p.add_argument("query")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--tag")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("list", parents=[common], help="newest documents first")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--status", choices=["pending", "extracted", "processing", "completed",
+                                        "failed"])
+    p.add_argument("--tag")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", parents=[common], help="one document (id or id prefix)")
+    p.add_argument("id")
+    p.add_argument("--text-limit", type=int, default=2000)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("status", parents=[common], help="counts, daemons, failures, jobs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("config", help="configuration tools")
+    csub = p.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    c = csub.add_parser("check", parents=[common], help="validate a YAML file")
+    c.add_argument("path", nargs="?")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("retry", parents=[common], help="put failed files back into the inbox")
+    p.add_argument("names", nargs="*", help="paths inside the failed folder")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_retry)
+
+    p = sub.add_parser("migrate", parents=[common], help="apply database migrations")
+    p.set_defaults(func=cmd_migrate)
+
+    for register in extra_commands():
+        register(sub, common)
+    return parser
+
+
+def extra_commands() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
+    """Subcommands that live in their own modules (jobs, checks, DuckDB import/export)."""
+    found = []
+    for module in ("check", "jobs", "duckdb_io"):
+        name = f"alfrd_daemon.{module}"
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a missing dependency inside the module is a real error
+                raise
+            continue
+        if hasattr(mod, "register_cli"):
+            found.append(mod.register_cli)
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(f"{exc.source}: {p}", file=sys.stderr)
+        return EXIT_PROBLEM
+    except dbmod.DatabaseUnavailable as exc:
+        print(f"alfrd: database unavailable: {mask_dsn(str(exc))}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

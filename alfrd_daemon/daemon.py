@@ -1,0 +1,437 @@
+"""Wires the parts together and runs the main loop: watch → track → pool → ingest.
+
+The main loop is the only place that judges health: it pings the systemd watchdog only while
+the watcher, the readiness loop and the workers are alive, probes the database (and the store)
+while they are failing, and publishes a status line for `systemctl status` and `alfrd status`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from . import db as dbmod
+from .claim import ClaimArea
+from .config import ConfigError, Settings, check_paths, load_settings
+from .failed import FailedFolder
+from .ingest import Counters, Ingestor, Outcome, WorkItem
+from .logs import event, mask_dsn, setup_logging
+from .pgcluster import Cluster
+from .rules import ReadinessParams
+from .sdnotify import Notifier
+from .store import Store
+from .tracker import Tracker, TrackerSettings
+from .watch import EventTranslator, choose_mode, start_observer
+
+log = logging.getLogger("alfrd.daemon")
+
+HEARTBEAT_SECONDS = 5.0
+POOL_CHECK_SECONDS = 30.0
+PROBE_SECONDS = 2.0
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says what to fix."""
+
+
+@dataclass
+class DatabaseTarget:
+    conninfo: str
+    cluster: Cluster | None  # set when we run the embedded server
+
+
+def resolve_database(settings: Settings, environ: dict[str, str] | None = None,
+                     *, start_embedded: bool = True) -> DatabaseTarget:
+    """database.url / ALFRD_DATABASE_URL / libpq PG* variables, else the embedded cluster."""
+    environ = dict(os.environ if environ is None else environ)
+    if settings.database.url:
+        return DatabaseTarget(settings.database.url, None)
+    if any(environ.get(k) for k in ("PGHOST", "PGDATABASE", "PGSERVICE")):
+        return DatabaseTarget("", None)  # libpq reads PG* itself
+    cluster = Cluster(settings.embedded_dir)
+    if start_embedded:
+        cluster.start()
+        cluster.ensure_database("alfrd")
+    return DatabaseTarget(cluster.conninfo("alfrd"), cluster)
+
+
+def stop_embedded_if_unused(target: DatabaseTarget) -> None:
+    """Stop the embedded server unless another daemon on this host still uses it."""
+    cluster = target.cluster
+    if cluster is None or not cluster.running():
+        return
+    try:
+        with dbmod.connect(target.conninfo, connect_timeout=5) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                "AND pid <> pg_backend_pid()", (dbmod.APPLICATION_NAME,)).fetchone()
+        others = row[0] if row else 0
+    except dbmod.DatabaseUnavailable:
+        others = 0
+    if others:
+        log.info("leaving the embedded PostgreSQL running: %d other connections use it", others)
+        return
+    cluster.stop()
+
+
+def new_instance_id() -> str:
+    host = socket.gethostname().replace("/", "_")[:40]
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Daemon:
+    def __init__(self, settings: Settings, *, config_path: str | None = None,
+                 notifier: Notifier | None = None):
+        self.settings = settings
+        self.config_path = config_path
+        self.notifier = notifier or Notifier.from_env()
+        self.instance = new_instance_id()
+        self.counters = Counters()
+        self.stop_event = threading.Event()
+        self.reload_requested = threading.Event()
+        self.target: DatabaseTarget | None = None
+        self.db: dbmod.Database | None = None
+        self.claims: ClaimArea | None = None
+        self.tracker: Tracker | None = None
+        self.observer: Any = None
+        self.watch_mode = "?"
+        self.executor: ThreadPoolExecutor | None = None
+        self.slots = threading.BoundedSemaphore(
+            settings.workers.queue_size + settings.workers.count)
+        self.tracker_thread: threading.Thread | None = None
+        self.reload_error: str | None = None
+        self._db_ok = True
+
+    # --- start ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        s = self.settings
+        problems = check_paths(s)
+        if problems:
+            raise StartupError("; ".join(problems))
+        s.inbox.path.mkdir(parents=True, exist_ok=True)
+        s.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.target = resolve_database(s)
+        except Exception as exc:
+            raise StartupError(f"embedded PostgreSQL: {exc}") from exc
+        self.db = dbmod.Database(
+            self.target.conninfo, min_size=s.database.pool_min, max_size=s.database.pool_max,
+            connect_timeout=s.database.connect_timeout,
+            reconnect_timeout=s.database.reconnect_timeout)
+        try:
+            self.db.open(timeout=s.database.startup_timeout)
+            with self.db.connection() as conn:
+                applied = dbmod.migrate(conn)
+        except dbmod.DatabaseUnavailable as exc:
+            raise StartupError(str(exc)) from exc
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        store = Store(s.store_path, fsync=s.store.fsync)
+        store.open()
+        failed = FailedFolder(s.failed_path)
+        failed.open()
+        self.claims = ClaimArea(s.inbox.path, self.instance)
+        self.claims.open()
+        self.ingestor = Ingestor(settings=s, db=self.db, store=store, claims=self.claims,
+                                 failed=failed, counters=self.counters)
+        self.executor = ThreadPoolExecutor(max_workers=s.workers.count,
+                                           thread_name_prefix="alfrd-worker")
+        self.tracker = Tracker(self._tracker_settings(s), self._submit,
+                               intake_open=self._intake_open)
+        self._adopt_orphans()
+        self.tracker_thread = threading.Thread(target=self.tracker.run, name="alfrd-readiness",
+                                               daemon=True)
+        self.tracker_thread.start()
+        self._start_observer()
+        event(log, "started", f"watching {s.inbox.path} ({self.watch_mode}); database "
+              f"{mask_dsn(self.target.conninfo) or 'from PG* environment'}",
+              instance=self.instance, watch_mode=self.watch_mode)
+
+    def _tracker_settings(self, s: Settings) -> TrackerSettings:
+        return TrackerSettings(
+            inbox=s.inbox.path,
+            params=ReadinessParams(
+                settle_seconds=s.watch.settle_seconds, quiet_seconds=s.watch.quiet_seconds,
+                stale_write_seconds=s.watch.stale_write_seconds,
+                close_events=choose_mode(s.watch.mode, s.inbox.path) == "inotify"),
+            ignore_files=s.inbox.ignore_files, ignore_dirs=s.inbox.ignore_dirs,
+            recursive=s.inbox.recursive, rescan_interval=s.watch.rescan_interval,
+            max_tracked=max(1000, 4 * (s.workers.queue_size + s.workers.count)),
+            retry_initial=s.workers.retry_initial, retry_max=s.workers.retry_max)
+
+    def _start_observer(self) -> None:
+        assert self.tracker is not None
+        s = self.settings
+        handler = EventTranslator(s.inbox.path, self.tracker.signal)
+        self.observer, self.watch_mode = start_observer(
+            choose_mode(s.watch.mode, s.inbox.path), s.inbox.path, handler,
+            recursive=s.inbox.recursive, poll_interval=s.watch.poll_interval)
+
+    def _adopt_orphans(self) -> None:
+        """Claims left by a crash (ours or another daemon's on this inbox) are finished first."""
+        assert self.claims is not None and self.tracker is not None
+        for dead in self.claims.dead_instances():
+            adopted = self.claims.adopt(dead)
+            if adopted:
+                event(log, "adopted", f"resuming {len(adopted)} claimed files left by "
+                      f"{dead.name}", count=len(adopted), previous_instance=dead.name)
+                self.tracker.adopt(adopted)
+
+    # --- the pool ------------------------------------------------------------------------------
+    def _intake_open(self) -> bool:
+        return self.counters.transient_since is None and not self.stop_event.is_set()
+
+    def _submit(self, item: WorkItem) -> bool:
+        if self.stop_event.is_set() or not self.slots.acquire(blocking=False):
+            return False
+        assert self.executor is not None
+        try:
+            self.executor.submit(self._work, item)
+        except RuntimeError:  # shutting down
+            self.slots.release()
+            return False
+        return True
+
+    def _work(self, item: WorkItem) -> None:
+        assert self.tracker is not None and self.claims is not None
+        outcome = Outcome.RETRY
+        try:
+            outcome = self.ingestor.process(item)
+        except Exception:
+            # A bug must not kill a worker or lose the file: it stays claimed and is retried.
+            log.exception("unexpected error on %s", item.relpath)
+            self.counters.transient("internal error; see the log")
+        finally:
+            self.slots.release()
+            if outcome is Outcome.RETRY:
+                claimed = os.path.lexists(self.claims.path(item.relpath))
+                if claimed:
+                    item = WorkItem(item.relpath, claimed=True, attempt=item.attempt)
+                self.tracker.finished(item, claimed, outcome is Outcome.BUSY)
+            else:
+                self.tracker.finished(item, False, outcome is Outcome.BUSY)
+
+    # --- main loop -----------------------------------------------------------------------------
+    def run(self) -> int:
+        self._install_signals()
+        try:
+            self.start()
+        except (StartupError, ConfigError) as exc:
+            log.error("cannot start: %s", exc)
+            self.notifier.status(f"cannot start: {exc}")
+            self._shutdown_partial()
+            return 1
+        self._heartbeat()
+        self.notifier.ready(self.status_line())
+        next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
+        next_check = next_probe = 0.0
+        try:
+            while not self.stop_event.wait(self._tick()):
+                now = time.monotonic()
+                if self.reload_requested.is_set():
+                    self.reload_requested.clear()
+                    self.reload()
+                if self.counters.transient_since is not None and now >= next_probe:
+                    next_probe = now + PROBE_SECONDS
+                    self._probe()
+                if now >= next_check:
+                    next_check = now + POOL_CHECK_SECONDS
+                    assert self.db is not None
+                    self.db.check()
+                if now >= next_heartbeat:
+                    next_heartbeat = now + HEARTBEAT_SECONDS
+                    self._heartbeat()
+                problem = self.health_problem()
+                self.notifier.status(self.status_line(problem))
+                if problem is None:
+                    self.notifier.watchdog()
+                elif problem.startswith("fatal"):
+                    log.error("%s; exiting so the service manager restarts us", problem)
+                    self.stop_event.set()
+                    self._exit_code = 1
+        finally:
+            self.shutdown()
+        return getattr(self, "_exit_code", 0)
+
+    def _tick(self) -> float:
+        interval = self.notifier.watchdog_interval
+        return min(1.0, interval) if interval else 1.0
+
+    def health_problem(self) -> str | None:
+        if self.tracker_thread is not None and not self.tracker_thread.is_alive():
+            return "fatal: the readiness loop died"
+        if self.observer is not None and not self.observer.is_alive():
+            return "fatal: the file watcher died"
+        if self.tracker is not None and time.monotonic() - self.tracker.heartbeat > 30:
+            return "readiness loop stalled"
+        return None
+
+    def _probe(self) -> None:
+        """While files fail transiently, check whether the obstacle is gone; then retry at once
+        instead of waiting out the backoff."""
+        assert self.db is not None and self.tracker is not None
+        ok = self.db.healthy() and _writable(self.settings.store_path)
+        if ok:
+            with self.counters.lock:
+                self.counters.transient_since = None
+                self.counters.last_transient = None
+            if not self._db_ok:
+                event(log, "recovered", "database and store reachable again; resuming")
+            self._db_ok = True
+            self.tracker.wake_retries()
+        elif self._db_ok:
+            self._db_ok = False
+            event(log, "degraded", f"waiting: {self.counters.last_transient}",
+                  level=logging.WARNING, reason=self.counters.last_transient or "")
+
+    def status_line(self, problem: str | None = None) -> str:
+        c = self.counters.snapshot()
+        queue = self.settings.workers.queue_size + self.settings.workers.count - (
+            self.slots._value)  # type: ignore[attr-defined]
+        state = "ok" if c["last_transient"] is None else f"WAITING ({c['last_transient']})"
+        parts = [f"ingested {c['ingested']}", f"duplicates {c['duplicates']}",
+                 f"failed {c['failed']}", f"queue {queue}", f"database {state}"]
+        if self.reload_error:
+            parts.append(f"config reload rejected: {self.reload_error}")
+        if problem:
+            parts.append(problem)
+        return ", ".join(parts)[:400]
+
+    def state(self) -> dict[str, Any]:
+        c = self.counters.snapshot()
+        return {**c,
+                "queue_depth": self.settings.workers.queue_size + self.settings.workers.count
+                - self.slots._value,  # type: ignore[attr-defined]
+                "tracked": self.tracker.tracked if self.tracker else 0,
+                "backlog": bool(self.tracker and self.tracker.backlog),
+                "watch_mode": self.watch_mode,
+                "watcher_alive": bool(self.observer and self.observer.is_alive()),
+                "inbox": str(self.settings.inbox.path),
+                "health": self.health_problem() or "ok",
+                "reload_error": self.reload_error}
+
+    def _heartbeat(self) -> None:
+        assert self.db is not None
+        try:
+            with self.db.transaction(timeout=2) as cur:
+                cur.execute(dbmod.QUERIES["upsert_instance"], {
+                    "instance": self.instance, "hostname": socket.gethostname(),
+                    "pid": os.getpid(), "state": Jsonb(self.state())})
+        except dbmod.DatabaseUnavailable:
+            pass
+
+    # --- reload and signals --------------------------------------------------------------------
+    def _install_signals(self) -> None:
+        def stop(signum: int, _frame: object) -> None:
+            self.stop_event.set()
+            # A second signal takes the default action: the user really wants us gone.
+            signal.signal(signum, signal.SIG_DFL)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
+
+    def reload(self) -> None:
+        """Re-read the YAML; apply what can change live, keep the old settings if it is bad."""
+        self.notifier.reloading()
+        try:
+            new = load_settings(self.config_path)
+        except ConfigError as exc:
+            self.reload_error = exc.problems[0] if exc.problems else str(exc)
+            log.error("config reload rejected, keeping the running settings: %s", exc)
+            self.notifier.ready(self.status_line())
+            return
+        old = self.settings
+        restart_needed = [name for name, a, b in (
+            ("inbox.path", old.inbox.path, new.inbox.path),
+            ("state_dir", old.state_dir, new.state_dir),
+            ("paths", (old.store_path, old.failed_path), (new.store_path, new.failed_path)),
+            ("database", old.database, new.database),
+            ("workers.count", old.workers.count, new.workers.count),
+            ("workers.queue_size", old.workers.queue_size, new.workers.queue_size),
+            ("watch.mode", old.watch.mode, new.watch.mode),
+        ) if a != b]
+        if restart_needed:
+            log.warning("reload: these settings change only on restart: %s",
+                        ", ".join(restart_needed))
+        self.settings = new
+        self.ingestor.reconfigure(new)
+        assert self.tracker is not None
+        self.tracker.s = self._tracker_settings(new)
+        setup_logging(new.logging.level)
+        self.reload_error = None
+        event(log, "reloaded", f"configuration reloaded from {new.source}")
+        self.notifier.ready(self.status_line())
+
+    # --- stop ----------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stop intake, let in-flight files finish within drain_timeout, then close."""
+        self.stop_event.set()
+        self.notifier.stopping(self.status_line())
+        if self.observer is not None:
+            self.observer.stop()
+        if self.tracker is not None:
+            self.tracker.stop()
+        if self.executor is not None:
+            self._drain(self.settings.workers.drain_timeout)
+        if self.observer is not None:
+            with contextlib.suppress(RuntimeError):
+                self.observer.join(timeout=5)
+        if self.tracker_thread is not None:
+            self.tracker_thread.join(timeout=5)
+        if self.db is not None:
+            with contextlib.suppress(dbmod.DatabaseUnavailable), self.db.transaction(
+                timeout=2
+            ) as cur:
+                cur.execute(dbmod.QUERIES["stop_instance"],
+                            {"instance": self.instance, "state": Jsonb(self.state())})
+        self._shutdown_partial()
+        event(log, "stopped", "stopped cleanly", **{
+            k: v for k, v in self.counters.snapshot().items() if isinstance(v, int)})
+
+    def _drain(self, timeout: float) -> None:
+        assert self.executor is not None
+        done = threading.Event()
+
+        def wait_all() -> None:
+            self.executor.shutdown(wait=True, cancel_futures=True)  # type: ignore[union-attr]
+            done.set()
+
+        threading.Thread(target=wait_all, daemon=True).start()
+        if not done.wait(timeout):
+            log.warning("drain timeout (%.0f s) passed with files in progress; they stay "
+                        "claimed and are finished by the next start", timeout)
+
+    def _shutdown_partial(self) -> None:
+        if self.claims is not None:
+            self.claims.close()
+        if self.db is not None:
+            self.db.close()
+        if self.target is not None:
+            with contextlib.suppress(Exception):
+                stop_embedded_if_unused(self.target)
+
+
+def _writable(path: Path) -> bool:
+    """Can the store take a small file right now (disk full → no)?"""
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+    except OSError:
+        return False

@@ -1,0 +1,206 @@
+"""PostgreSQL access: the shared connection pool, migrations and named queries.
+
+psycopg errors become our own exceptions at this boundary, so callers can tell "the database is
+away, try this file again later" (DatabaseUnavailable) from "this statement is wrong" (the
+original psycopg error, which is a bug or bad data).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import re
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+import psycopg_pool
+from psycopg.rows import dict_row, tuple_row
+
+from .logs import mask_dsn
+
+log = logging.getLogger("alfrd.db")
+
+APPLICATION_NAME = "alfrd-daemon"
+
+
+class DatabaseUnavailable(Exception):
+    """The server cannot be reached or is shutting down: retry later, never fail the file."""
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for a name (same across processes and hosts)."""
+    digest = hashlib.sha256(f"alfrd:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+MIGRATION_LOCK = advisory_key("migrations")
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg_pool.PoolTimeout,
+    psycopg_pool.TooManyRequests,
+    psycopg_pool.PoolClosed,
+)
+
+
+def _load_queries() -> dict[str, str]:
+    text = resources.files("alfrd_daemon").joinpath("sql/queries.sql").read_text("utf-8")
+    queries: dict[str, str] = {}
+    for block in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
+        name, _, body = block.partition("\n")
+        queries[name.strip()] = body.strip().rstrip(";")
+    return queries
+
+
+QUERIES = _load_queries()
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every file in sql/migrations, in order."""
+    folder = resources.files("alfrd_daemon").joinpath("sql/migrations")
+    found = []
+    for entry in folder.iterdir():
+        m = re.match(r"^(\d+)_(\w+)\.sql$", entry.name)
+        if m:
+            found.append((int(m.group(1)), m.group(2), entry.read_text("utf-8")))
+    return sorted(found)
+
+
+def connection_kwargs(connect_timeout: float) -> dict[str, object]:
+    """Keepalives notice a peer that vanished without closing (a host reboot, a cut cable)."""
+    return {
+        "connect_timeout": max(1, int(connect_timeout)),
+        "application_name": APPLICATION_NAME,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
+
+
+def connect(
+    conninfo: str, *, connect_timeout: float = 10.0, **kwargs: object
+) -> psycopg.Connection:
+    """A single connection outside the pool (CLI, advisory-lock holders)."""
+    try:
+        return psycopg.connect(conninfo, **connection_kwargs(connect_timeout), **kwargs)
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot connect to {mask_dsn(conninfo)}: {exc}") from exc
+
+
+class Database:
+    """One bounded, health-checked, self-reconnecting pool shared by every worker.
+
+    Settings follow what recovered from a 20 s outage in measurements with psycopg-pool 3.3.3:
+    max_waiting=0, a long reconnect_timeout with a logging callback, check on checkout, and a
+    periodic pool.check() from the daemon's main loop.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 8,
+        connect_timeout: float = 10.0,
+        reconnect_timeout: float = 600.0,
+        name: str = "alfrd",
+    ):
+        self.conninfo = conninfo
+        self.reconnect_failures = 0
+        self.pool = psycopg_pool.ConnectionPool(
+            conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs=connection_kwargs(connect_timeout),
+            open=False,
+            check=psycopg_pool.ConnectionPool.check_connection,
+            max_waiting=0,
+            timeout=connect_timeout,
+            reconnect_timeout=reconnect_timeout,
+            reconnect_failed=self._reconnect_failed,
+            name=name,
+        )
+
+    def _reconnect_failed(self, pool: psycopg_pool.ConnectionPool) -> None:
+        self.reconnect_failures += 1
+        log.error("database reconnection gave up after the reconnect timeout; retrying")
+
+    def open(self, timeout: float = 30.0) -> None:
+        try:
+            self.pool.open(wait=True, timeout=timeout)
+        except psycopg_pool.PoolTimeout as exc:
+            self.pool.close()
+            raise DatabaseUnavailable(
+                f"no connection to {mask_dsn(self.conninfo)} within {timeout:g} s"
+            ) from exc
+
+    def close(self) -> None:
+        self.pool.close(timeout=5)
+
+    def check(self) -> None:
+        """Drops dead idle connections so the pool refills with live ones."""
+        with contextlib.suppress(Exception):
+            self.pool.check()
+
+    @contextlib.contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+        try:
+            with self.pool.connection(timeout=timeout) as conn:
+                yield conn
+        except TRANSIENT_ERRORS as exc:
+            raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+
+    @contextlib.contextmanager
+    def transaction(self, timeout: float | None = None) -> Iterator[psycopg.Cursor]:
+        with self.connection(timeout) as conn, conn.transaction(), conn.cursor(
+            row_factory=dict_row
+        ) as cur:
+            yield cur
+
+    def healthy(self) -> bool:
+        try:
+            with self.connection(timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except DatabaseUnavailable:
+            return False
+
+
+def migrate(conn: psycopg.Connection) -> list[str]:
+    """Apply missing migrations in one transaction under an advisory lock, so daemons starting
+    together neither race nor half-apply. Returns the names applied."""
+    applied_now: list[str] = []
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row[0] for row in cur.execute("SELECT version FROM schema_migrations")}
+        for version, name, sql in migrations():
+            if version in done:
+                continue
+            cur.execute(sql.encode())  # bytes: run the file as one multi-statement script
+            cur.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
+            )
+            applied_now.append(f"{version:03d}_{name}")
+    return applied_now
+
+
+def pending_migrations(conn: psycopg.Connection) -> list[str]:
+    cur = conn.cursor(row_factory=tuple_row)
+    exists = cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    done: set[int] = set()
+    if exists and exists[0]:
+        done = {row[0] for row in cur.execute("SELECT version FROM schema_migrations")}
+    return [f"{v:03d}_{n}" for v, n, _ in migrations() if v not in done]
+
+
+def sql_path() -> Path:
+    return Path(str(resources.files("alfrd_daemon").joinpath("sql")))

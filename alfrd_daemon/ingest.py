@@ -1,0 +1,551 @@
+"""One file (or one ALFRD document folder) from the inbox to a committed row.
+
+claim (atomic rename) → hash while reading once → extract → link into the store → one
+transaction (document, arrival, NOTIFY) → only then forget the claimed copy. A permanent
+problem ends in failed/ with a note and a failed row; a transient one (database away, disk
+full) leaves the file claimed and asks for a retry.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import socket
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from . import folderdoc
+from .claim import ClaimArea, ClaimBusy
+from .config import Settings
+from .db import QUERIES, Database, DatabaseUnavailable
+from .extract import Extraction, ExtractLimits, PermanentExtractionError, extract
+from .failed import FailedFolder
+from .logs import event
+from .rules import display_text, merge_tags, tags_for
+from .store import Store
+
+log = logging.getLogger("alfrd.ingest")
+
+READ_CHUNK = 1024 * 1024
+# Disk full and friends: the file is fine, the machine is not; try again later.
+TRANSIENT_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM,
+                       errno.EMFILE, errno.ENFILE}
+
+
+class Outcome(Enum):
+    INGESTED = "ingested"
+    DUPLICATE = "duplicate"
+    FAILED = "failed"
+    GONE = "gone"
+    RETRY = "retry"
+    BUSY = "busy"
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    relpath: str
+    claimed: bool = False
+    attempt: int = 0
+
+
+class Permanent(Exception):
+    """This file can never be ingested as it is; `reason` says why."""
+
+    def __init__(self, reason: str, sha256: str | None = None, size: int | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.sha256 = sha256
+        self.size = size
+
+
+class Transient(Exception):
+    """Not the file's fault (database away, disk full): keep it claimed and retry."""
+
+
+@dataclass
+class Counters:
+    ingested: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    retries: int = 0
+    gone: int = 0
+    in_progress: int = 0
+    last_transient: str | None = None
+    transient_since: float | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, outcome: Outcome) -> None:
+        with self.lock:
+            if outcome is Outcome.INGESTED:
+                self.ingested += 1
+            elif outcome is Outcome.DUPLICATE:
+                self.duplicates += 1
+            elif outcome is Outcome.FAILED:
+                self.failed += 1
+            elif outcome is Outcome.RETRY:
+                self.retries += 1
+            elif outcome is Outcome.GONE:
+                self.gone += 1
+            if outcome not in (Outcome.RETRY, Outcome.BUSY):
+                self.transient_since = None
+                self.last_transient = None
+
+    def transient(self, reason: str) -> None:
+        with self.lock:
+            self.last_transient = reason
+            if self.transient_since is None:
+                self.transient_since = time.monotonic()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "ingested": self.ingested,
+                "duplicates": self.duplicates,
+                "failed": self.failed,
+                "retries": self.retries,
+                "gone": self.gone,
+                "in_progress": self.in_progress,
+                "last_transient": self.last_transient,
+            }
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    sha256: str
+    size: int
+    claim_key: str
+
+
+@dataclass
+class Prepared:
+    """Everything the database transaction needs, gathered before it starts."""
+
+    row: dict[str, Any]
+    arrival: dict[str, Any]
+
+
+def kind_of(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a UNIX socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISLNK, "a symbolic link (links are never followed)"),
+                       (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+class Ingestor:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        store: Store,
+        claims: ClaimArea,
+        failed: FailedFolder,
+        counters: Counters | None = None,
+    ):
+        self.settings = settings
+        self.db = db
+        self.store = store
+        self.claims = claims
+        self.failed = failed
+        self.counters = counters or Counters()
+        self.instance = claims.instance
+        self.hostname = socket.gethostname()
+
+    def reconfigure(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def limits(self) -> ExtractLimits:
+        e = self.settings.extract
+        return ExtractLimits(timeout_seconds=e.timeout_seconds, max_text_chars=e.max_text_chars,
+                             max_pdf_pages=e.max_pdf_pages, memory_limit_mb=e.memory_limit_mb)
+
+    # --- entry point ---------------------------------------------------------------------------
+    def process(self, item: WorkItem) -> Outcome:
+        with self.counters.lock:
+            self.counters.in_progress += 1
+        try:
+            outcome = self._process(item)
+        finally:
+            with self.counters.lock:
+                self.counters.in_progress -= 1
+        self.counters.add(outcome)
+        return outcome
+
+    def _process(self, item: WorkItem) -> Outcome:
+        relpath = item.relpath
+        if item.claimed:
+            path = self.claims.path(relpath)
+            if not os.path.lexists(path):
+                return Outcome.GONE
+        else:
+            try:
+                claimed = self.claims.claim(relpath)
+            except ClaimBusy:
+                return Outcome.BUSY
+            except OSError as exc:
+                if exc.errno in TRANSIENT_OS_ERRORS:
+                    self._transient(relpath, f"cannot claim: {exc.strerror}")
+                    return Outcome.BUSY
+                raise
+            if claimed is None:
+                log.debug("gone before claim: %s", relpath)
+                return Outcome.GONE
+            path = claimed
+        try:
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode) and (path / folderdoc.META_NAME).is_file():
+                return self._process_folder(relpath, path)
+            return self._process_file(relpath, path)
+        except Transient as exc:
+            self._transient(relpath, str(exc))
+            return Outcome.RETRY
+        except DatabaseUnavailable as exc:
+            self._transient(relpath, f"database unavailable: {exc}")
+            return Outcome.RETRY
+        except FileNotFoundError:
+            # Someone removed our claimed copy (an operator, or a concurrent `alfrd check`).
+            return Outcome.GONE
+
+    def _transient(self, relpath: str, reason: str) -> None:
+        self.counters.transient(reason)
+        event(log, "retry", f"will retry {display_text(relpath)}: {reason}",
+              level=logging.WARNING, path=display_text(relpath), reason=reason)
+
+    # --- one file ------------------------------------------------------------------------------
+    def _process_file(self, relpath: str, path: Path) -> Outcome:
+        name = display_text(Path(relpath).name)
+        try:
+            read = self._read(path)
+            extraction = self._extract(path, Path(relpath).name)
+        except Permanent as exc:
+            return self._fail(relpath, path, exc)
+        stored = self._store(path, read.sha256)
+        row = self._row(relpath, read, extraction, stored)
+        arrival = self._arrival(relpath, name, read)
+        outcome, document_id = self._record(Prepared(row, arrival))
+        self.claims.release(relpath)
+        self._log_outcome(outcome, relpath, read.sha256, document_id)
+        return outcome
+
+    def _read(self, path: Path) -> ReadResult:
+        """Hash while reading once, never following links and never blocking on a FIFO."""
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise Permanent(f"{kind_of(st.st_mode)}: only regular files are ingested")
+        limit = self.settings.workers.max_file_size
+        if st.st_size > limit:
+            raise Permanent(f"too large: {st.st_size} bytes, the limit (workers.max_file_size) "
+                            f"is {limit}", size=st.st_size)
+        if st.st_size == 0:
+            raise Permanent("empty file (0 bytes)", size=0)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except PermissionError as exc:
+            raise Permanent(f"unreadable: {exc.strerror}", size=st.st_size) from exc
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise Permanent("a symbolic link (links are never followed)") from exc
+            raise
+        try:
+            return self._hash_fd(fd, limit)
+        finally:
+            os.close(fd)
+
+    def _hash_fd(self, fd: int, limit: int) -> ReadResult:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            raise Permanent(f"{kind_of(before.st_mode)}: only regular files are ingested")
+        h = hashlib.sha256()
+        size = 0
+        try:
+            while chunk := os.read(fd, READ_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise Permanent(f"too large: more than {limit} bytes (still growing)",
+                                    size=size)
+                h.update(chunk)
+        except OSError as exc:
+            if exc.errno in TRANSIENT_OS_ERRORS:
+                raise Transient(f"read error: {exc.strerror}") from exc
+            raise Permanent(f"unreadable: {exc.strerror}", size=size) from exc
+        after = os.fstat(fd)
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            raise Transient("the file changed while it was read; a writer still has it open")
+        if size == 0:
+            raise Permanent("empty file (0 bytes)", size=0)
+        if self.settings.store.fsync:
+            os.fsync(fd)
+        sha = h.hexdigest()
+        key = f"{after.st_dev}:{after.st_ino}:{after.st_mtime_ns}:{size}:{sha}"
+        return ReadResult(sha, size, key)
+
+    def _extract(self, path: Path, name: str) -> Extraction:
+        try:
+            return extract(path, self.limits, name=name)
+        except PermanentExtractionError as exc:
+            raise Permanent(exc.reason) from exc
+        except MemoryError as exc:
+            raise Permanent("extraction ran out of memory") from exc
+        except OSError as exc:
+            if exc.errno in TRANSIENT_OS_ERRORS:
+                raise Transient(f"extraction: {exc.strerror}") from exc
+            raise Permanent(f"unreadable during extraction: {exc.strerror}") from exc
+        except Exception as exc:  # an extractor bug must fail one file, not the daemon
+            log.exception("extractor crashed on %s", display_text(name))
+            raise Permanent(f"extractor error: {type(exc).__name__}: {exc}") from exc
+
+    def _store(self, path: Path, sha256: str) -> str:
+        try:
+            return self.store.put(path, sha256, data_synced=True)
+        except OSError as exc:
+            raise Transient(f"cannot write the store: {exc.strerror or exc}") from exc
+
+    def _row(
+        self, relpath: str, read: ReadResult, x: Extraction, stored: str | None,
+        *, doc_id: str | None = None, tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        meta = dict(x.metadata)
+        if x.truncated:
+            meta["text_truncated"] = True
+        if metadata:
+            meta.update(metadata)
+        return {
+            "id": doc_id,
+            "sha256": read.sha256,
+            "original_name": display_text(Path(relpath).name),
+            "source_path": display_text(relpath),
+            "tags": tags if tags is not None else self._tags(relpath),
+            "mime_type": x.mime_type,
+            "size_bytes": read.size,
+            "stored_path": stored,
+            "status": x.status,
+            "title": _clean(x.title) if x.title else None,
+            "extracted_text": _clean(x.text),
+            "extractor": x.extractor,
+            "search_config": self.settings.search.language,
+            "metadata": Jsonb(meta),
+            "error": None,
+        }
+
+    def _tags(self, relpath: str) -> list[str]:
+        return tags_for(relpath, subdirs_as_tags=self.settings.inbox.subdirs_as_tags)
+
+    def _arrival(self, relpath: str, name: str, read: ReadResult) -> dict[str, Any]:
+        return {
+            "claim_key": read.claim_key,
+            "source_path": display_text(relpath),
+            "original_name": name,
+            "size_bytes": read.size,
+            "instance": self.instance,
+        }
+
+    def _record(self, p: Prepared) -> tuple[Outcome, str]:
+        with self.db.transaction() as cur:
+            outcome = Outcome.INGESTED
+            row = cur.execute(QUERIES["insert_document"], p.row).fetchone()
+            if row is not None:
+                document_id = row["id"]
+            else:
+                existing = cur.execute(
+                    QUERIES["find_existing_document"],
+                    {"sha256": p.row["sha256"], "id": p.row["id"]},
+                ).fetchone()
+                if existing is None:
+                    raise DatabaseUnavailable("conflicting row vanished; retrying")
+                document_id = existing["id"]
+                if existing["status"] == "failed" and p.row["status"] != "failed":
+                    cur.execute(QUERIES["replace_failed_document"],
+                                {**p.row, "existing_id": document_id})
+                else:
+                    outcome = Outcome.DUPLICATE
+            recorded = cur.execute(
+                QUERIES["insert_arrival"],
+                {**p.arrival, "document_id": document_id,
+                 "outcome": "failed" if p.row["status"] == "failed" else outcome.value},
+            ).fetchone()
+            if recorded is None:
+                log.info("claim replayed after a restart; already recorded: %s",
+                         p.arrival["source_path"])
+            elif outcome is Outcome.INGESTED:
+                cur.execute(QUERIES["notify_document"], {"document_id": str(document_id)})
+        return outcome, str(document_id)
+
+    def _log_outcome(self, outcome: Outcome, relpath: str, sha: str, doc_id: str) -> None:
+        shown = display_text(relpath)
+        if outcome is Outcome.INGESTED:
+            event(log, "ingested", f"ingested {shown}", path=shown, sha256=sha,
+                  document_id=doc_id)
+        else:
+            event(log, "duplicate", f"duplicate of {doc_id}: {shown}", path=shown, sha256=sha,
+                  document_id=doc_id)
+
+    # --- failures ------------------------------------------------------------------------------
+    def _fail(self, relpath: str, path: Path, problem: Permanent) -> Outcome:
+        """Record the failure, then move the file beside its note. If the database is away
+        this raises DatabaseUnavailable and the file stays claimed."""
+        shown = display_text(relpath)
+        try:
+            st = os.lstat(path)
+            key = f"failed:{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+            problem.size = problem.size if problem.size is not None else st.st_size
+        except FileNotFoundError:
+            return Outcome.GONE
+        name = self.failed.free_name(relpath)
+        outcome, document_id = self._record_failure(relpath, name, key, problem)
+        if outcome is Outcome.DUPLICATE:
+            # The same content is already archived; this copy only failed to extract again.
+            self.claims.release(relpath)
+            self._log_outcome(outcome, relpath, problem.sha256 or "", document_id)
+            return outcome
+        note = {"reason": problem.reason, "source_path": shown, "sha256": problem.sha256,
+                "size_bytes": problem.size, "document_id": document_id,
+                "instance": self.instance}
+        try:
+            placed = self.failed.put(path, relpath, note)
+        except OSError as exc:
+            if exc.errno in TRANSIENT_OS_ERRORS:
+                raise Transient(f"cannot write the failed folder: {exc.strerror}") from exc
+            raise
+        if placed != name:  # another failure took the name first
+            with self.db.transaction() as cur:
+                cur.execute(QUERIES["refresh_failed_document"],
+                            {"id": document_id, "error": problem.reason,
+                             "stored_path": f"failed/{display_text(placed)}"})
+        event(log, "failed", f"failed {shown}: {problem.reason}", level=logging.WARNING,
+              path=shown, reason=problem.reason, sha256=problem.sha256 or "",
+              document_id=document_id, failed_path=display_text(placed))
+        return Outcome.FAILED
+
+    def _record_failure(
+        self, relpath: str, name: str, key: str, problem: Permanent
+    ) -> tuple[Outcome, str]:
+        """The arrival goes first: a failure replayed after a crash finds its key taken and
+        reuses the row it made, even when the content (and so the sha256) was never known."""
+        shown = display_text(relpath)
+        arrival = {"claim_key": key, "source_path": shown,
+                   "original_name": display_text(Path(relpath).name),
+                   "size_bytes": problem.size, "instance": self.instance,
+                   "document_id": None, "outcome": "failed"}
+        stored_path = f"failed/{display_text(name)}"
+        with self.db.transaction() as cur:
+            arrival_row = cur.execute(QUERIES["insert_arrival"], arrival).fetchone()
+            if arrival_row is None:
+                prior = cur.execute(QUERIES["arrival_document"], {"claim_key": key}).fetchone()
+                outcome = Outcome.DUPLICATE if prior["outcome"] == "duplicate" else (
+                    Outcome.FAILED)
+                return outcome, str(prior["document_id"])
+            row = {
+                "id": None, "sha256": problem.sha256, "original_name": arrival["original_name"],
+                "source_path": shown, "tags": self._tags(relpath), "mime_type": None,
+                "size_bytes": problem.size, "stored_path": stored_path, "status": "failed",
+                "title": None, "extracted_text": None, "extractor": None,
+                "search_config": self.settings.search.language, "metadata": Jsonb({}),
+                "error": problem.reason,
+            }
+            outcome = Outcome.FAILED
+            inserted = cur.execute(QUERIES["insert_document"], row).fetchone()
+            if inserted is not None:
+                document_id = inserted["id"]
+            else:
+                existing = cur.execute(QUERIES["find_existing_document"],
+                                       {"sha256": problem.sha256, "id": None}).fetchone()
+                if existing is None:
+                    raise DatabaseUnavailable("conflicting row vanished; retrying")
+                document_id = existing["id"]
+                if existing["status"] == "failed":
+                    cur.execute(QUERIES["refresh_failed_document"],
+                                {"id": document_id, "error": problem.reason,
+                                 "stored_path": stored_path})
+                else:
+                    outcome = Outcome.DUPLICATE
+            cur.execute(QUERIES["set_arrival_document"],
+                        {"document_id": document_id, "outcome": outcome.value,
+                         "arrival_id": arrival_row["id"]})
+        return outcome, str(document_id)
+
+    # --- ALFRD document folders ----------------------------------------------------------------
+    def _process_folder(self, relpath: str, path: Path) -> Outcome:
+        try:
+            meta = self._read_meta(path)
+            pages = []
+            for page in meta.pages:
+                page_path = path / page.file
+                read = self._read(page_path)
+                extraction = self._extract(page_path, page.file)
+                pages.append((page, page_path, read, extraction))
+        except folderdoc.InvalidFolder as exc:
+            return self._fail(relpath, path, Permanent(f"invalid document folder: {exc}"))
+        except Permanent as exc:
+            return self._fail(relpath, path, Permanent(f"document folder page: {exc.reason}"))
+        digest = folderdoc.folder_digest([(p, r.sha256) for p, _, r, _ in pages])
+        page_meta = []
+        for page, page_path, read, extraction in pages:
+            stored = self._store(page_path, read.sha256)
+            page_meta.append({"file": display_text(page.file), "type": page.type,
+                              "order": page.order, "sha256": read.sha256, "size": read.size,
+                              "mime_type": extraction.mime_type, "stored_path": stored,
+                              "status": extraction.status})
+        text = "\n\n".join(x.text for _, _, _, x in pages if x.text)
+        status = "extracted" if all(x.status == "extracted" for *_, x in pages) else "pending"
+        combined = Extraction(text=text, mime_type="application/x-alfrd-folder", status=status,
+                              extractor="folder/1+" + "+".join(sorted({x.extractor for *_, x
+                                                                       in pages})))
+        total = sum(r.size for _, _, r, _ in pages)
+        first_key = pages[0][2].claim_key
+        read = ReadResult(digest, total, f"folder:{meta.id}:{first_key}")
+        tags = merge_tags(self._tags(relpath), list(meta.tags))
+        metadata = {"folder": {"id": meta.id, "created_at": meta.created_at,
+                               "source": meta.source, "extra": meta.extra, "pages": page_meta}}
+        row = self._row(relpath, read, combined, page_meta[0]["stored_path"], doc_id=meta.id,
+                        tags=tags, metadata=metadata)
+        arrival = self._arrival(relpath, display_text(Path(relpath).name), read)
+        outcome, document_id = self._record(Prepared(row, arrival))
+        self.claims.release(relpath)
+        self._log_outcome(outcome, relpath, digest, document_id)
+        return outcome
+
+    def _read_meta(self, folder: Path) -> folderdoc.FolderMeta:
+        meta_path = folder / folderdoc.META_NAME
+        st = os.lstat(meta_path)
+        if not stat.S_ISREG(st.st_mode):
+            raise folderdoc.InvalidFolder("meta.json is not a regular file")
+        if st.st_size > folderdoc.MAX_META_BYTES:
+            raise folderdoc.InvalidFolder(
+                f"meta.json is {st.st_size} bytes, more than {folderdoc.MAX_META_BYTES}")
+        fd = os.open(meta_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            raw = os.read(fd, folderdoc.MAX_META_BYTES + 1)
+        finally:
+            os.close(fd)
+        meta = folderdoc.parse_meta(raw)
+        for page in meta.pages:
+            try:
+                page_st = os.lstat(folder / page.file)
+            except FileNotFoundError as exc:
+                raise folderdoc.InvalidFolder(f"page {page.file!r} is missing") from exc
+            if not stat.S_ISREG(page_st.st_mode):
+                raise folderdoc.InvalidFolder(
+                    f"page {page.file!r} is {kind_of(page_st.st_mode)}")
+        return meta
+
+
+def _clean(text: str) -> str:
+    """PostgreSQL text holds neither NUL nor lone surrogates."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return text.encode("utf-8", "replace").decode("utf-8")
+

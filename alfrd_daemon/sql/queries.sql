@@ -1,0 +1,125 @@
+-- Named queries. Python asks for one by name (db.QUERIES["name"]) and passes parameters;
+-- values always travel as parameters, never in the SQL text.
+
+-- name: insert_document
+INSERT INTO documents (id, sha256, original_name, source_path, tags, mime_type, size_bytes,
+                       stored_path, status, title, extracted_text, extractor, search_config,
+                       metadata, error)
+VALUES (coalesce(%(id)s, gen_random_uuid()), %(sha256)s, %(original_name)s, %(source_path)s,
+        %(tags)s, %(mime_type)s, %(size_bytes)s, %(stored_path)s, %(status)s, %(title)s,
+        %(extracted_text)s, %(extractor)s, %(search_config)s::regconfig, %(metadata)s, %(error)s)
+ON CONFLICT DO NOTHING
+RETURNING id;
+
+-- name: find_existing_document
+SELECT id, status, stored_path
+FROM documents
+WHERE sha256 = %(sha256)s OR id = %(id)s
+ORDER BY (sha256 = %(sha256)s) DESC
+LIMIT 1
+FOR UPDATE;
+
+-- name: replace_failed_document
+UPDATE documents
+SET sha256 = %(sha256)s, original_name = %(original_name)s, source_path = %(source_path)s,
+    tags = %(tags)s, mime_type = %(mime_type)s, size_bytes = %(size_bytes)s,
+    stored_path = %(stored_path)s, status = %(status)s, title = %(title)s,
+    extracted_text = %(extracted_text)s, extractor = %(extractor)s,
+    search_config = %(search_config)s::regconfig, metadata = %(metadata)s, error = %(error)s,
+    updated_at = now()
+WHERE id = %(existing_id)s AND status = 'failed'
+RETURNING id;
+
+-- name: insert_arrival
+INSERT INTO document_arrivals (document_id, claim_key, source_path, original_name, size_bytes,
+                               instance, outcome)
+VALUES (%(document_id)s, %(claim_key)s, %(source_path)s, %(original_name)s, %(size_bytes)s,
+        %(instance)s, %(outcome)s)
+ON CONFLICT (claim_key) DO NOTHING
+RETURNING id;
+
+-- name: notify_document
+SELECT pg_notify('alfrd_documents', %(document_id)s::text);
+
+-- name: search_documents
+SELECT d.id, d.original_name, d.tags, d.status, d.created_at,
+       ts_rank_cd(d.search_vector, q.query) AS rank,
+       ts_headline(d.search_config, left(coalesce(d.extracted_text, d.original_name), 200000),
+                   q.query,
+                   'StartSel=[[, StopSel=]], MaxWords=30, MinWords=10, MaxFragments=2')
+           AS snippet
+FROM documents d,
+     websearch_to_tsquery(%(config)s::regconfig, %(query)s) AS q(query)
+WHERE d.search_vector @@ q.query
+  AND (%(tag)s::text IS NULL OR d.tags @> ARRAY[%(tag)s::text])
+ORDER BY rank DESC, d.created_at DESC
+LIMIT %(limit)s;
+
+-- name: list_documents
+SELECT id, original_name, source_path, tags, status, mime_type, size_bytes, created_at, error
+FROM documents
+WHERE (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(tag)s::text IS NULL OR tags @> ARRAY[%(tag)s::text])
+ORDER BY created_at DESC, id
+LIMIT %(limit)s;
+
+-- name: show_document
+SELECT id, sha256, original_name, source_path, tags, mime_type, size_bytes, stored_path, status,
+       title, extractor, search_config::text AS search_config, metadata, error, created_at,
+       updated_at, left(coalesce(extracted_text, ''), %(text_limit)s) AS text,
+       length(coalesce(extracted_text, '')) AS text_length
+FROM documents
+WHERE id::text = %(id)s OR id::text LIKE %(prefix)s
+ORDER BY id
+LIMIT 2;
+
+-- name: document_arrivals
+SELECT source_path, original_name, outcome, instance, arrived_at
+FROM document_arrivals
+WHERE document_id = %(id)s
+ORDER BY arrived_at;
+
+-- name: count_by_status
+SELECT status, count(*) AS n FROM documents GROUP BY status ORDER BY status;
+
+-- name: count_arrivals_by_outcome
+SELECT outcome, count(*) AS n FROM document_arrivals GROUP BY outcome ORDER BY outcome;
+
+-- name: upsert_instance
+INSERT INTO daemon_instances (instance, hostname, pid, state)
+VALUES (%(instance)s, %(hostname)s, %(pid)s, %(state)s)
+ON CONFLICT (instance) DO UPDATE
+SET heartbeat_at = now(), state = EXCLUDED.state, stopped_at = NULL;
+
+-- name: stop_instance
+UPDATE daemon_instances SET stopped_at = now(), heartbeat_at = now(), state = %(state)s
+WHERE instance = %(instance)s;
+
+-- name: list_instances
+SELECT instance, hostname, pid, started_at, heartbeat_at, stopped_at, state,
+       now() - heartbeat_at AS heartbeat_age
+FROM daemon_instances
+WHERE stopped_at IS NULL OR stopped_at > now() - interval '1 day'
+ORDER BY started_at DESC
+LIMIT 20;
+
+-- name: failed_documents
+SELECT id, original_name, source_path, stored_path, error, created_at
+FROM documents
+WHERE status = 'failed'
+ORDER BY created_at;
+
+-- name: delete_failed_document
+DELETE FROM documents WHERE id = %(id)s AND status = 'failed';
+
+-- name: arrival_document
+SELECT document_id, outcome FROM document_arrivals WHERE claim_key = %(claim_key)s;
+
+-- name: set_arrival_document
+UPDATE document_arrivals SET document_id = %(document_id)s, outcome = %(outcome)s
+WHERE id = %(arrival_id)s;
+
+-- name: refresh_failed_document
+UPDATE documents
+SET error = %(error)s, stored_path = %(stored_path)s, updated_at = now()
+WHERE id = %(id)s AND status = 'failed';

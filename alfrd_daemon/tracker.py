@@ -1,0 +1,341 @@
+"""The readiness loop: turns watch signals and scans into work, each path at most once at a time.
+
+One thread owns all state, fed by a queue, so there are no locks around the bookkeeping. It
+keeps a bounded number of sightings (a 100,000-file backlog is found again by the next scan,
+never held in memory at once) and hands ready paths to the pool through a non-blocking submit.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import queue
+import random
+import stat
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import folderdoc
+from .ingest import WorkItem
+from .rules import Observed, ReadinessParams, Sighting, Verdict, decide, is_ignored
+from .watch import Kind, Signal, scan
+
+log = logging.getLogger("alfrd.tracker")
+
+RETRY_BUSY_SECONDS = 0.5
+QUEUE_FULL_RECHECK = 0.05
+
+
+@dataclass
+class _Retry:
+    item: WorkItem
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    inbox: Path
+    params: ReadinessParams
+    ignore_files: tuple[str, ...]
+    ignore_dirs: tuple[str, ...]
+    recursive: bool
+    rescan_interval: float
+    max_tracked: int
+    retry_initial: float
+    retry_max: float
+
+
+class Tracker:
+    def __init__(
+        self,
+        settings: TrackerSettings,
+        submit: Callable[[WorkItem], bool],
+        intake_open: Callable[[], bool] = lambda: True,
+    ):
+        self.s = settings
+        self.submit = submit
+        self.intake_open = intake_open
+        self.signals: queue.SimpleQueue[Signal | tuple[str, object]] = queue.SimpleQueue()
+        self.sightings: dict[str, Sighting] = {}
+        self.folders: set[str] = set()
+        self.recent_dirs: dict[str, float] = {}
+        self.in_flight: set[str] = set()
+        self._heap: list[tuple[float, int, str | _Retry]] = []
+        self._seq = itertools.count()
+        self._scan_wanted: list[str] = [""]
+        self._last_full_scan = 0.0
+        self._stop = threading.Event()
+        self.heartbeat = time.monotonic()
+        self.backlog = False
+
+    # --- called from other threads -------------------------------------------------------------
+    def signal(self, sig: Signal) -> None:
+        self.signals.put(sig)
+
+    def request_scan(self, relpath: str = "") -> None:
+        self.signals.put(("scan", relpath))
+
+    def finished(self, item: WorkItem, outcome_retry: bool, busy: bool) -> None:
+        """A worker is done with an item: forget it, or schedule its retry."""
+        self.signals.put(("done", (item, outcome_retry, busy)))
+
+    def adopt(self, relpaths: list[str]) -> None:
+        """Claims inherited from a dead daemon (or left by our own crash) go straight to work."""
+        for rel in relpaths:
+            self.signals.put(("retry", WorkItem(rel, claimed=True)))
+
+    def wake_retries(self) -> None:
+        """The obstacle is gone (database back, disk freed): retry claimed files now."""
+        self.signals.put(("wake_retries", None))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.signals.put(("stop", None))
+
+    @property
+    def tracked(self) -> int:
+        return len(self.sightings)
+
+    # --- the loop ------------------------------------------------------------------------------
+    def run(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            self.heartbeat = now
+            timeout = 0.5
+            if self._heap:
+                timeout = min(timeout, max(0.0, self._heap[0][0] - now))
+            try:
+                first = self.signals.get(timeout=timeout)
+            except queue.Empty:
+                first = None
+            if first is not None:
+                self._handle(first)
+                for _ in range(10000):  # drain a burst without re-sorting the heap per signal
+                    try:
+                        self._handle(self.signals.get_nowait())
+                    except queue.Empty:
+                        break
+            self._maybe_scan()
+            self._run_due()
+
+    def _handle(self, msg: Signal | tuple[str, object]) -> None:
+        now = time.monotonic()
+        if isinstance(msg, Signal):
+            self._on_signal(msg, now)
+            return
+        tag, payload = msg
+        if tag == "scan":
+            self._scan_wanted.append(str(payload))
+        elif tag == "done":
+            item, retry, busy = payload  # type: ignore[misc]
+            self._on_done(item, retry, busy, now)
+        elif tag == "wake_retries":
+            self._heap = [(min(due, now) if isinstance(e, _Retry) else due, n, e)
+                          for due, n, e in self._heap]
+            heapq.heapify(self._heap)
+        elif tag == "retry":
+            item = payload
+            assert isinstance(item, WorkItem)
+            self.in_flight.add(item.relpath)
+            self._push(now, _Retry(item))
+
+    def _on_signal(self, sig: Signal, now: float) -> None:
+        rel = sig.relpath
+        if sig.kind is Kind.DIR_APPEARED:
+            if not self.s.recursive or is_ignored(rel + "/x", (), self.s.ignore_dirs):
+                return
+            self.recent_dirs[rel] = now
+            self._touch_parents(rel, now)
+            self._scan_wanted.append(rel)  # files moved in with a folder produce no events
+            return
+        if is_ignored(rel, self.s.ignore_files, self.s.ignore_dirs):
+            return
+        if not self.s.recursive and "/" in rel:
+            return
+        parent = rel.rpartition("/")[0]
+        self._touch_parents(rel, now)
+        if parent and (rel.endswith("/" + folderdoc.META_NAME) or parent in self.folders):
+            rel = parent
+            self.folders.add(parent)
+        if sig.kind is Kind.DELETED:
+            return  # decide() notices on its next look
+        s = self.sightings.get(rel)
+        if s is None:
+            if len(self.sightings) >= self.s.max_tracked:
+                self.backlog = True
+                return
+            s = self.sightings[rel] = Sighting(last_activity=now)
+        s.last_activity = now
+        s.size = None
+        if sig.kind is Kind.CLOSED or sig.kind is Kind.MOVED_IN:
+            s.closed, s.writing = True, False
+            self._push(now + self.s.params.quiet_seconds, rel)
+        elif sig.kind is Kind.MODIFIED:
+            s.closed, s.writing = False, True
+            self._push(now + self.s.params.settle_seconds, rel)
+        else:
+            s.closed = False
+            self._push(now + self.s.params.settle_seconds, rel)
+
+    def _touch_parents(self, rel: str, now: float) -> None:
+        parent = rel.rpartition("/")[0]
+        while parent:
+            if parent in self.recent_dirs:
+                self.recent_dirs[parent] = now
+            parent = parent.rpartition("/")[0]
+
+    def _on_done(self, item: WorkItem, retry: bool, busy: bool, now: float) -> None:
+        if retry:
+            attempt = item.attempt + 1
+            delay = min(self.s.retry_max, self.s.retry_initial * 2 ** min(item.attempt, 20))
+            delay *= random.uniform(0.8, 1.2)
+            self._push(now + delay, _Retry(WorkItem(item.relpath, True, attempt)))
+            return
+        self.in_flight.discard(item.relpath)
+        if busy:
+            self.sightings.setdefault(item.relpath, Sighting(last_activity=now - 3600))
+            self._push(now + RETRY_BUSY_SECONDS, item.relpath)
+
+    # --- scanning ------------------------------------------------------------------------------
+    def _maybe_scan(self) -> None:
+        now = time.monotonic()
+        if now - self._last_full_scan >= self.s.rescan_interval:
+            self._scan_wanted.append("")
+        if self.backlog and len(self.sightings) < self.s.max_tracked // 2:
+            self.backlog = False
+            self._scan_wanted.append("")
+        while self._scan_wanted:
+            start = self._scan_wanted.pop()
+            if start == "":
+                self._last_full_scan = now
+                self._scan_wanted = [w for w in self._scan_wanted if w != ""]
+            self._scan(start)
+
+    def _scan(self, start: str) -> None:
+        now, wall = time.monotonic(), time.time()
+        for rel, st, is_folder in scan(
+            self.s.inbox, start, ignore_files=self.s.ignore_files,
+            ignore_dirs=self.s.ignore_dirs, recursive=self.s.recursive,
+        ):
+            if rel in self.sightings or rel in self.in_flight:
+                continue
+            if len(self.sightings) >= self.s.max_tracked:
+                self.backlog = True
+                log.info("backlog: tracking %d files; the rest wait for the next scan",
+                         len(self.sightings))
+                return
+            if is_folder:
+                self.folders.add(rel)
+            # The file has been still since its mtime: a catch-up scan need not wait again.
+            still_for = max(0.0, wall - st.st_mtime_ns / 1e9)
+            self.sightings[rel] = Sighting(last_activity=now - still_for)
+            self._push(now, rel)
+
+    # --- deciding ------------------------------------------------------------------------------
+    def _push(self, due: float, entry: str | _Retry) -> None:
+        heapq.heappush(self._heap, (due, next(self._seq), entry))
+
+    def _run_due(self) -> None:
+        now = time.monotonic()
+        while self._heap and self._heap[0][0] <= now:
+            _, _, entry = heapq.heappop(self._heap)
+            if isinstance(entry, _Retry):
+                if not self.submit(entry.item):
+                    self._push(now + QUEUE_FULL_RECHECK, entry)
+                continue
+            self._consider(entry, now)
+
+    def _consider(self, rel: str, now: float) -> None:
+        s = self.sightings.get(rel)
+        if s is None:
+            return
+        if rel in self.in_flight:
+            self._push(now + RETRY_BUSY_SECONDS, rel)
+            return
+        verdict, due = decide(s, self._observe(rel), now, self.s.params)
+        if verdict is Verdict.GONE:
+            self.sightings.pop(rel, None)
+            self.folders.discard(rel)
+            return
+        if verdict is Verdict.WAIT:
+            self._push(due, rel)
+            return
+        quiet_due = self._dir_quiet_due(rel, now)
+        if quiet_due > now:
+            if quiet_due != float("inf"):
+                self._push(quiet_due, rel)
+            return
+        if not self.intake_open():
+            self._push(now + RETRY_BUSY_SECONDS, rel)
+            return
+        if not self._folder_ready(rel, s, now):
+            return
+        if self.submit(WorkItem(rel)):
+            self.in_flight.add(rel)
+            self.sightings.pop(rel, None)
+            self.folders.discard(rel)
+        else:
+            self._push(now + QUEUE_FULL_RECHECK, rel)
+
+    def _observe(self, rel: str) -> Observed:
+        path = self.s.inbox / rel
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return Observed(exists=False)
+        if rel in self.folders and stat.S_ISDIR(st.st_mode):
+            meta = path / folderdoc.META_NAME
+            try:
+                mst = os.lstat(meta)
+            except FileNotFoundError:
+                return Observed(exists=True, regular=True, size=1, mtime_ns=st.st_mtime_ns)
+            return Observed(exists=True, regular=True, size=max(1, mst.st_size),
+                            mtime_ns=max(st.st_mtime_ns, mst.st_mtime_ns))
+        return Observed(exists=True, regular=stat.S_ISREG(st.st_mode), size=st.st_size,
+                        mtime_ns=st.st_mtime_ns)
+
+    def _dir_quiet_due(self, rel: str, now: float) -> float:
+        """Files in a folder that just appeared wait until the folder is quiet, so a folder
+        copied in whole is seen whole (and one holding meta.json becomes one document)."""
+        due = now
+        parent = rel.rpartition("/")[0]
+        while parent:
+            last = self.recent_dirs.get(parent)
+            if last is not None:
+                if now - last >= self.s.params.settle_seconds:
+                    del self.recent_dirs[parent]
+                else:
+                    due = max(due, last + self.s.params.settle_seconds)
+            parent = parent.rpartition("/")[0]
+        if due == now and rel not in self.folders:
+            parent = rel.rpartition("/")[0]
+            if parent and (self.s.inbox / parent / folderdoc.META_NAME).exists():
+                # meta.json arrived last: the folder, not this page, is the candidate.
+                self.sightings.pop(rel, None)
+                self.folders.add(parent)
+                self.sightings.setdefault(parent, Sighting(last_activity=now))
+                self._push(now, parent)
+                return float("inf")
+        return due
+
+    def _folder_ready(self, rel: str, s: Sighting, now: float) -> bool:
+        """A folder is ready when meta.json parses and every page it lists is there; after
+        stale_write_seconds it goes to the worker anyway, which files it under failed/."""
+        if rel not in self.folders:
+            return True
+        folder = self.s.inbox / rel
+        try:
+            meta = folderdoc.parse_meta((folder / folderdoc.META_NAME).read_bytes())
+            missing = [p.file for p in meta.pages if not (folder / p.file).is_file()]
+        except folderdoc.InvalidFolder:
+            return True  # quiet and still unparsable: broken, not half-written
+        except OSError:
+            missing = [folderdoc.META_NAME]
+        if not missing or now - s.last_activity >= self.s.params.stale_write_seconds:
+            return True
+        self._push(now + max(0.2, self.s.params.settle_seconds), rel)
+        return False

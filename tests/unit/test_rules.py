@@ -1,0 +1,110 @@
+"""Pure decisions: ignore rules, tags, displayable names, readiness."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from alfrd_daemon.config import DEFAULT_IGNORE_DIRS, DEFAULT_IGNORE_FILES
+from alfrd_daemon.rules import (
+    Observed,
+    ReadinessParams,
+    Sighting,
+    Verdict,
+    decide,
+    display_text,
+    is_ignored,
+    merge_tags,
+    tags_for,
+)
+
+
+@pytest.mark.parametrize("path", [
+    ".DS_Store", "._bill.pdf", ".bill.pdf.Xa81bC", "bill.pdf.part", "x.crdownload", "a.tmp",
+    "~$report.docx", ".~lock.report.odt#", "Thumbs.db", "desktop.ini",
+    ".stfolder/a.pdf", ".stversions/a.pdf", "@eaDir/a.pdf", "sub/.Spotlight-V100/x",
+    ".Trashes/501/a.pdf", "__MACOSX/a.pdf", ".alfrd/claimed/host-1/a.pdf",
+])
+def test_default_ignores(path: str) -> None:
+    assert is_ignored(path, DEFAULT_IGNORE_FILES, DEFAULT_IGNORE_DIRS)
+
+
+@pytest.mark.parametrize("path", [
+    "bill.pdf", "bills/2024/x.pdf", "notes.txt", "-rf.txt", "a b.txt", "partial.pdf",
+    "tmp/x.pdf", "name with\nnewline.txt",
+])
+def test_not_ignored(path: str) -> None:
+    assert not is_ignored(path, DEFAULT_IGNORE_FILES, DEFAULT_IGNORE_DIRS)
+
+
+def test_tags_from_folders_nfc_and_deduplicated() -> None:
+    nfd = "Rechnu\u0308ngen"  # ü written as u + combining diaeresis (a Mac's NFD)
+    assert tags_for(f"{nfd}/2024/{nfd}/x.pdf", subdirs_as_tags=True) == ["Rechnüngen", "2024"]
+    assert tags_for("x.pdf", subdirs_as_tags=True) == []
+    assert tags_for("a/x.pdf", subdirs_as_tags=False) == []
+
+
+def test_merge_tags_keeps_order_and_drops_blanks() -> None:
+    assert merge_tags(["bills", "2024"], ["2024", " ", "utility"]) == ["bills", "2024", "utility"]
+
+
+def test_display_text_escapes_invalid_utf8_and_keeps_the_rest() -> None:
+    raw = os.fsdecode(b"caf\xe9 \xff.txt")
+    assert display_text(raw) == "caf\\xe9 \\xff.txt"
+    assert display_text("caf\u00e9.txt") == "caf\u00e9.txt"
+    assert display_text("cafe\u0301.txt") == "cafe\u0301.txt"  # NFD kept as it was
+
+
+P = ReadinessParams(settle_seconds=1.0, quiet_seconds=0.1, stale_write_seconds=60,
+                    close_events=True)
+
+
+def look(size: int = 10, mtime: int = 1) -> Observed:
+    return Observed(exists=True, regular=True, size=size, mtime_ns=mtime)
+
+
+def test_closed_file_is_ready_after_quiet_time() -> None:
+    s = Sighting(last_activity=100.0, closed=True)
+    assert decide(s, look(), 100.05, P) == (Verdict.WAIT, 100.1)
+    assert decide(s, look(), 100.1, P)[0] is Verdict.READY
+
+
+def test_file_being_written_waits_for_close_not_settle() -> None:
+    s = Sighting(last_activity=100.0, writing=True)
+    assert decide(s, look(), 105.0, P) == (Verdict.WAIT, 160.0)
+    assert decide(s, look(), 160.0, P)[0] is Verdict.READY  # stale writer taken anyway
+
+
+def test_polling_has_no_close_events_so_settle_decides() -> None:
+    polling = ReadinessParams(settle_seconds=1.0, close_events=False)
+    s = Sighting(last_activity=100.0, writing=True)
+    assert decide(s, look(), 100.5, polling)[0] is Verdict.WAIT
+    assert decide(s, look(), 101.0, polling)[0] is Verdict.READY
+
+
+def test_growing_file_restarts_the_settle_clock() -> None:
+    s = Sighting(last_activity=100.0)
+    assert decide(s, look(size=10), 100.9, P)[0] is Verdict.WAIT
+    verdict, due = decide(s, look(size=20, mtime=2), 101.5, P)
+    assert verdict is Verdict.WAIT and due == pytest.approx(102.5)
+    assert decide(s, look(size=20, mtime=2), 102.5, P)[0] is Verdict.READY
+
+
+def test_change_after_close_means_not_done() -> None:
+    s = Sighting(last_activity=100.0, closed=True)
+    assert decide(s, look(size=10), 100.05, P)[0] is Verdict.WAIT
+    assert decide(s, look(size=99, mtime=5), 100.2, P)[0] is Verdict.WAIT
+    assert not s.closed
+
+
+def test_empty_file_waits_settle_even_when_closed() -> None:
+    s = Sighting(last_activity=100.0, closed=True)
+    assert decide(s, look(size=0), 100.5, P)[0] is Verdict.WAIT
+    assert decide(s, look(size=0), 101.0, P)[0] is Verdict.READY
+
+
+def test_special_files_are_ready_at_once_and_gone_files_are_gone() -> None:
+    s = Sighting(last_activity=100.0)
+    assert decide(s, Observed(exists=True, regular=False), 100.0, P)[0] is Verdict.READY
+    assert decide(s, Observed(exists=False), 100.0, P)[0] is Verdict.GONE
