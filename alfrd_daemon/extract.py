@@ -220,6 +220,8 @@ _LATIN_FAMILY = frozenset({
     "cp1250", "cp1252", "cp1254", "cp1257", "latin_1", "iso8859_2", "iso8859_3", "iso8859_4",
     "iso8859_9", "iso8859_10", "iso8859_13", "iso8859_14", "iso8859_15", "iso8859_16",
     "mac_latin2", "mac_roman", "mac_iceland", "mac_turkish",
+    # DOS code pages for Latin scripts: charset-normalizer picks cp775 for short German text.
+    "cp437", "cp775", "cp850", "cp852", "cp857", "cp858", "cp860", "cp861", "cp863", "cp865",
 })
 # What Central European / Baltic / Turkish letters turn into when read as cp1252 (ł→³, ą→¹,
 # Ż→¯, Ą→¥, š→ð in cp1257, Turkish dotless i→ý ...). Their presence means cp1252 is the wrong guess.
@@ -563,24 +565,19 @@ def _capped_limit(kind: int, wanted: int) -> int:
     return wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
 
 
-def _rlimit_setter(limits: ExtractLimits) -> Callable[[], None]:
-    # Everything is computed before the fork: the function runs in the forked child, where
-    # only async-signal-safe work is prudent in a threaded parent.
+def _rlimits(limits: ExtractLimits) -> str:
+    """The limits the PDF child puts on itself before it reads the file. Set in the child, not
+    through preexec_fn: code between fork and exec in a threaded daemon can deadlock."""
     memory = _capped_limit(resource.RLIMIT_AS, limits.memory_limit_mb * 1024 * 1024)
     cpu_seconds = math.ceil(limits.timeout_seconds) + 1  # a backstop if we die before killing it
-    cpu = (_capped_limit(resource.RLIMIT_CPU, cpu_seconds),
-           _capped_limit(resource.RLIMIT_CPU, cpu_seconds + 2))
-
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_CPU, cpu)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # SIGXCPU would dump core
-
-    return apply
+    cpu_soft = _capped_limit(resource.RLIMIT_CPU, cpu_seconds)
+    cpu_hard = _capped_limit(resource.RLIMIT_CPU, cpu_seconds + 2)
+    return f"{memory},{cpu_soft},{cpu_hard}"
 
 
-def _worker_env() -> dict[str, str]:
+def _worker_env(limits: ExtractLimits) -> dict[str, str]:
     env = dict(os.environ)
+    env["ALFRD_PDF_RLIMITS"] = _rlimits(limits)
     # The child must import this very package even when it is not installed.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(_PACKAGE_ROOT), env.get("PYTHONPATH"))))
     return env
@@ -591,7 +588,7 @@ def _spawn_pdf_worker(path: Path, limits: ExtractLimits) -> subprocess.Popen[byt
                str(limits.max_pdf_pages), str(limits.max_text_chars)]
     return subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        preexec_fn=_rlimit_setter(limits), process_group=0, cwd=_PACKAGE_ROOT, env=_worker_env(),
+        process_group=0, cwd=_PACKAGE_ROOT, env=_worker_env(limits),
         close_fds=True,
     )
 

@@ -10,7 +10,9 @@ stdout: ``{"text", "pages", "title", "truncated", "page_errors"}`` with exit cod
 
 import json
 import logging
+import os
 import re
+import resource
 import sys
 import warnings
 from typing import Any
@@ -89,6 +91,7 @@ def _page_text(reader: PdfReader, index: int) -> str | None:
 def _texts(reader: PdfReader, pages: int, max_chars: int) -> tuple[str, bool, int]:
     parts: list[str] = []
     total = errors = 0
+    skipped_pages = False
     for index in range(pages):
         text = _page_text(reader, index)
         if text is None:
@@ -99,10 +102,11 @@ def _texts(reader: PdfReader, pages: int, max_chars: int) -> tuple[str, bool, in
         parts.append(text)
         total += len(text) + len(_PAGE_SEPARATOR)
         if total > max_chars:
+            skipped_pages = index < pages - 1
             break
     joined = _PAGE_SEPARATOR.join(parts)
     clean = _SURROGATES.sub("\ufffd", joined.replace("\x00", ""))
-    return clean[:max_chars], len(clean) > max_chars, errors
+    return clean[:max_chars], skipped_pages or len(clean) > max_chars, errors
 
 
 def _title(reader: PdfReader) -> str | None:
@@ -139,8 +143,20 @@ def _quiet_libraries() -> None:
     warnings.simplefilter("ignore")
 
 
+def apply_limits(spec: str | None) -> None:
+    """ALFRD_PDF_RLIMITS="address_space,cpu_soft,cpu_hard" from the parent, applied before the
+    file is opened; core dumps off, since SIGXCPU would otherwise write one."""
+    if not spec:
+        return
+    memory, cpu_soft, cpu_hard = (int(v) for v in spec.split(","))
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_soft, cpu_hard))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    apply_limits(os.environ.get("ALFRD_PDF_RLIMITS"))
     channel = sys.stdout.buffer
     # Anything a library prints must not corrupt the one JSON reply on the real stdout.
     sys.stdout = sys.stderr

@@ -97,3 +97,24 @@ def empty_db_url(pg_admin: str) -> Iterator[str]:
         yield url
     finally:
         drop_database(pg_admin, name)
+
+
+@pytest.fixture
+def private_cluster() -> Iterator[Cluster]:
+    """A PostgreSQL cluster owned by one test, which may stop, kill or freeze it.
+
+    Lives under a traversable temporary directory because, as root, the server runs as the
+    unprivileged `alfrd` user. Destroyed (server stopped, files removed) afterwards.
+    """
+    root = Path(tempfile.mkdtemp(prefix="alfrd-owned-pg-"))
+    os.chmod(root, 0o755)
+    cluster = Cluster(root / "pg")
+    cluster.start()
+    cluster.ensure_database("alfrd")
+    with psycopg.connect(cluster.conninfo("alfrd")) as conn:
+        dbmod.migrate(conn)
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+        shutil.rmtree(root, ignore_errors=True)

@@ -161,3 +161,23 @@ def claimed_files(inbox: Path) -> list[str]:
         found += [os.path.relpath(os.path.join(dirpath, f), root) for f in files
                   if not f.endswith(".lock")]
     return found
+
+
+def cluster_pids(data_dir: Path) -> list[int]:
+    """The postmaster of a cluster and all its children (to freeze or kill it in a test)."""
+    pid_file = data_dir / "postmaster.pid"
+    try:
+        postmaster = int(pid_file.read_text().splitlines()[0])
+    except (FileNotFoundError, IndexError, ValueError):
+        return []
+    pids = [postmaster]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == postmaster:
+            pids.append(int(entry.name))
+    return pids

@@ -42,18 +42,26 @@ RETURNING id;
 SELECT pg_notify('alfrd_documents', %(document_id)s::text);
 
 -- name: search_documents
-SELECT d.id, d.original_name, d.tags, d.status, d.created_at,
-       ts_rank_cd(d.search_vector, q.query) AS rank,
-       ts_headline(d.search_config, left(coalesce(d.extracted_text, d.original_name), 200000),
-                   q.query,
+-- Rank first, then build snippets for the page of results only (ts_headline re-parses text).
+SELECT d.id, d.original_name, d.tags, d.status, d.created_at, hits.rank,
+       ts_headline(d.search_config,
+                   left(concat_ws(E'\n', d.title,
+                                  coalesce(nullif(d.extracted_text, ''), d.original_name)),
+                        200000),
+                   hits.query,
                    'StartSel=[[, StopSel=]], MaxWords=30, MinWords=10, MaxFragments=2')
            AS snippet
-FROM documents d,
-     websearch_to_tsquery(%(config)s::regconfig, %(query)s) AS q(query)
-WHERE d.search_vector @@ q.query
-  AND (%(tag)s::text IS NULL OR d.tags @> ARRAY[%(tag)s::text])
-ORDER BY rank DESC, d.created_at DESC
-LIMIT %(limit)s;
+FROM (
+    SELECT d.id, ts_rank_cd(d.search_vector, q.query) AS rank, q.query
+    FROM documents d,
+         websearch_to_tsquery(%(config)s::regconfig, %(query)s) AS q(query)
+    WHERE d.search_vector @@ q.query
+      AND (%(tag)s::text IS NULL OR d.tags @> ARRAY[%(tag)s::text])
+    ORDER BY rank DESC, d.created_at DESC
+    LIMIT %(limit)s
+) AS hits
+JOIN documents d ON d.id = hits.id
+ORDER BY hits.rank DESC, d.created_at DESC;
 
 -- name: list_documents
 SELECT id, original_name, source_path, tags, status, mime_type, size_bytes, created_at, error
