@@ -84,6 +84,7 @@ class WorkerSettings:
     retry_max: float = 60.0
 
 
+    stuck_seconds: float = 600.0
 @dataclass(frozen=True)
 class ExtractSettings:
     timeout_seconds: float = 30.0
@@ -320,6 +321,7 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
         retry_max=wk.get("retry_max", 60.0, _number(0.01, 86400), "seconds"),
     )
     wk.finish()
+        stuck_seconds=wk.get("stuck_seconds", 600.0, _number(1, 86400), "seconds"),
 
     e = top.section("extract")
     extract = ExtractSettings(

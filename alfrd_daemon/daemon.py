@@ -114,6 +114,9 @@ class Daemon:
         self.tracker_thread: threading.Thread | None = None
         self.reload_error: str | None = None
         self._db_ok = True
+        self.busy: dict[int, float] = {}  # worker thread → when it took its current file
+        self.monitor_thread: threading.Thread | None = None
+        self.monitor_beat = time.monotonic()
 
     # --- start ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -158,7 +161,8 @@ class Daemon:
         self._start_observer()
         event(log, "started", f"watching {s.inbox.path} ({self.watch_mode}); database "
               f"{mask_dsn(self.target.conninfo) or 'from PG* environment'}",
-              instance=self.instance, watch_mode=self.watch_mode)
+              instance=self.instance, watch_mode=self.watch_mode,
+              sd_notify=self.notifier.transport if self.notifier.enabled else "off")
 
     def _tracker_settings(self, s: Settings) -> TrackerSettings:
         return TrackerSettings(
@@ -208,6 +212,8 @@ class Daemon:
     def _work(self, item: WorkItem) -> None:
         assert self.tracker is not None and self.claims is not None
         outcome = Outcome.RETRY
+        me = threading.get_ident()
+        self.busy[me] = time.monotonic()
         try:
             outcome = self.ingestor.process(item)
         except Exception:
@@ -215,6 +221,7 @@ class Daemon:
             log.exception("unexpected error on %s", item.relpath)
             self.counters.transient("internal error; see the log")
         finally:
+            self.busy.pop(me, None)
             self.slots.release()
             if outcome is Outcome.RETRY:
                 claimed = os.path.lexists(self.claims.path(item.relpath))
@@ -235,25 +242,15 @@ class Daemon:
             self._shutdown_partial()
             return 1
         self._heartbeat()
+        self.monitor_thread = threading.Thread(target=self._monitor, name="alfrd-monitor",
+                                               daemon=True)
+        self.monitor_thread.start()
         self.notifier.ready(self.status_line())
-        next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
-        next_check = next_probe = 0.0
         try:
             while not self.stop_event.wait(self._tick()):
-                now = time.monotonic()
                 if self.reload_requested.is_set():
                     self.reload_requested.clear()
                     self.reload()
-                if self.counters.transient_since is not None and now >= next_probe:
-                    next_probe = now + PROBE_SECONDS
-                    self._probe()
-                if now >= next_check:
-                    next_check = now + POOL_CHECK_SECONDS
-                    assert self.db is not None
-                    self.db.check()
-                if now >= next_heartbeat:
-                    next_heartbeat = now + HEARTBEAT_SECONDS
-                    self._heartbeat()
                 problem = self.health_problem()
                 self.notifier.status(self.status_line(problem))
                 if problem is None:
@@ -266,6 +263,24 @@ class Daemon:
             self.shutdown()
         return getattr(self, "_exit_code", 0)
 
+    def _monitor(self) -> None:
+        """Everything that talks to the database on a schedule. Its own thread, because a
+        frozen server can block a query for ever, and the main loop must keep judging health."""
+        next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
+        next_check = next_probe = 0.0
+        while not self.stop_event.wait(0.5):
+            now = self.monitor_beat = time.monotonic()
+            if self.counters.transient_since is not None and now >= next_probe:
+                next_probe = now + PROBE_SECONDS
+                self._probe()
+            if now >= next_check:
+                next_check = now + POOL_CHECK_SECONDS
+                assert self.db is not None
+                self.db.check()
+            if now >= next_heartbeat:
+                next_heartbeat = now + HEARTBEAT_SECONDS
+                self._heartbeat()
+
     def _tick(self) -> float:
         interval = self.notifier.watchdog_interval
         return min(1.0, interval) if interval else 1.0
@@ -275,8 +290,13 @@ class Daemon:
             return "fatal: the readiness loop died"
         if self.observer is not None and not self.observer.is_alive():
             return "fatal: the file watcher died"
-        if self.tracker is not None and time.monotonic() - self.tracker.heartbeat > 30:
+        now = time.monotonic()
+        if self.tracker is not None and now - self.tracker.heartbeat > 30:
             return "readiness loop stalled"
+        busy = list(self.busy.values())
+        limit = self.settings.workers.stuck_seconds
+        if len(busy) >= self.settings.workers.count and now - max(busy) > limit:
+            return f"workers stuck: all {len(busy)} busy on one file each for over {limit:g} s"
         return None
 
     def _probe(self) -> None:

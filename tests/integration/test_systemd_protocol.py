@@ -1,0 +1,183 @@
+"""The daemon speaks sd_notify to a real AF_UNIX datagram socket, as systemd would see it."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alfrd_daemon.pgcluster import Cluster
+from tests.helpers import DaemonProcess, cluster_pids, inbox_files, query, wait_for, write_config
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class NotifyListener:
+    """Binds the socket systemd would bind and keeps every datagram with its arrival time."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.1)
+        self.messages: list[tuple[float, dict[str, str]]] = []
+
+    def pump(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                return
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if line)
+            self.messages.append((time.monotonic(), fields))
+
+    def wait(self, cond: Callable[[dict[str, str]], bool], timeout: float, what: str,
+             since: int = 0) -> tuple[int, dict[str, str]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            for i in range(since, len(self.messages)):
+                if cond(self.messages[i][1]):
+                    return i, self.messages[i][1]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {what} within {timeout} s; got "
+                                     f"{[m for _, m in self.messages[since:]][-10:]}")
+            self.pump()
+
+    def listen_for(self, seconds: float) -> None:
+        """Receive continuously, so arrival times are the real ones."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.pump()
+
+    def watchdog_times(self, since: int = 0) -> list[float]:
+        return [t for t, m in self.messages[since:] if m.get("WATCHDOG") == "1"]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def listener(tmp_path: Path) -> Iterator[NotifyListener]:
+    lst = NotifyListener(tmp_path / "notify.sock")
+    try:
+        yield lst
+    finally:
+        lst.close()
+
+
+def notify_env(listener: NotifyListener, extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {"NOTIFY_SOCKET": str(listener.path), "WATCHDOG_USEC": "1000000", **(extra or {})}
+
+
+def block_systemd_python(tmp_path: Path) -> dict[str, str]:
+    """An interpreter where `import systemd` fails, as on a host without systemd-python."""
+    site = tmp_path / "no-systemd-python"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\nsys.modules['systemd'] = None\n")
+    repo = Path(__file__).resolve().parents[2]
+    return {"PYTHONPATH": f"{site}{os.pathsep}{repo}"}
+
+
+@pytest.mark.parametrize("transport", ["systemd-python", "fallback"])
+def test_ready_status_watchdog_reload_stopping(
+    tmp_path: Path, db_url: str, listener: NotifyListener, transport: str
+) -> None:
+    if transport == "systemd-python":
+        pytest.importorskip("systemd.daemon", reason="systemd-python not installed here")
+    extra = block_systemd_python(tmp_path) if transport == "fallback" else {}
+    config = write_config(tmp_path, db_url)
+    inbox = tmp_path / "inbox"
+    daemon = DaemonProcess(config, tmp_path / "daemon.log", env=notify_env(listener, extra))
+    daemon.start()
+    try:
+        ready_at, _ = listener.wait(lambda m: m.get("READY") == "1", 60, "READY=1")
+        assert f"sd_notify={transport}" in daemon.log()
+        # READY means migrated, connected and watching: a file dropped now is ingested.
+        assert query(db_url, "SELECT count(*) AS n FROM schema_migrations")[0]["n"] >= 1
+        (inbox / "first.txt").write_text("dropped right after READY")
+        listener.wait(lambda m: "ingested 1" in m.get("STATUS", ""), 20, "STATUS ingested 1")
+        assert "database ok" in listener.messages[-1][1].get("STATUS", "") or any(
+            "database ok" in m.get("STATUS", "") for _, m in listener.messages)
+        listener.listen_for(2.0)
+        pings = listener.watchdog_times(ready_at)
+        assert len(pings) >= 3, "WATCHDOG=1 not sent every WATCHDOG_USEC/2"
+        assert max(b - a for a, b in itertools.pairwise(pings)) < 1.0
+
+        # A valid edit: RELOADING=1 with MONOTONIC_USEC, then READY=1 again.
+        cfg = yaml.safe_load(config.read_text())
+        cfg["logging"]["level"] = "INFO"
+        config.write_text(yaml.safe_dump(cfg))
+        mark = len(listener.messages)
+        daemon.proc.send_signal(signal.SIGHUP)
+        i, reloading = listener.wait(lambda m: m.get("RELOADING") == "1", 10, "RELOADING=1",
+                                     since=mark)
+        assert abs(int(reloading["MONOTONIC_USEC"]) - time.monotonic_ns() // 1000) < 10_000_000
+        listener.wait(lambda m: m.get("READY") == "1", 10, "READY=1 after reload", since=i)
+        wait_for(lambda: "event=reloaded" in daemon.log(), 5, "reloaded event")
+
+        # An invalid edit keeps the old settings, says why in STATUS, and ingest goes on.
+        cfg["workers"]["count"] = "zero"
+        config.write_text(yaml.safe_dump(cfg))
+        mark = len(listener.messages)
+        daemon.proc.send_signal(signal.SIGHUP)
+        i, _ = listener.wait(lambda m: m.get("RELOADING") == "1", 10, "RELOADING=1", since=mark)
+        listener.wait(lambda m: m.get("READY") == "1", 10, "READY=1 after rejection", since=i)
+        listener.wait(lambda m: "config reload rejected" in m.get("STATUS", "")
+                      and "workers.count" in m.get("STATUS", ""), 10, "rejection in STATUS",
+                      since=i)
+        (inbox / "second.txt").write_text("still flowing after a bad reload")
+        wait_for(lambda: not inbox_files(inbox), 20, "ingest after a rejected reload",
+                 alive=daemon.assert_alive)
+
+        mark = len(listener.messages)
+        daemon.proc.send_signal(signal.SIGTERM)
+        listener.wait(lambda m: m.get("STOPPING") == "1", 30, "STOPPING=1", since=mark)
+        assert daemon.proc.wait(60) == 0
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+
+
+def freeze(cluster: Cluster, sig: signal.Signals) -> None:
+    for pid in cluster_pids(cluster.data_dir):
+        os.kill(pid, sig)
+
+
+def test_wedged_workers_stop_the_watchdog_pings(
+    tmp_path: Path, private_cluster: Cluster, listener: NotifyListener
+) -> None:
+    """A frozen database server wedges every worker mid-file; the daemon must stop pinging so
+    systemd restarts it, and start again by itself once the server thaws."""
+    config = write_config(tmp_path, private_cluster.conninfo("alfrd"),
+                          workers={"count": 2, "stuck_seconds": 2})
+    inbox = tmp_path / "inbox"
+    daemon = DaemonProcess(config, tmp_path / "daemon.log", env=notify_env(listener))
+    daemon.start()
+    try:
+        listener.wait(lambda m: m.get("READY") == "1", 60, "READY=1")
+        freeze(private_cluster, signal.SIGSTOP)
+        for i in range(2):
+            (inbox / f"stuck{i}.txt").write_text(f"file {i} arriving while the server is frozen")
+        listener.wait(lambda m: "workers stuck" in m.get("STATUS", ""), 20,
+                      "STATUS workers stuck")
+        mark = len(listener.messages)
+        listener.listen_for(2.5)
+        assert listener.watchdog_times(mark) == [], "pinged the watchdog while wedged"
+        daemon.assert_alive()
+        freeze(private_cluster, signal.SIGCONT)
+        mark = len(listener.messages)
+        listener.wait(lambda m: m.get("WATCHDOG") == "1", 20, "WATCHDOG=1 after thaw", since=mark)
+        wait_for(lambda: not inbox_files(inbox), 30, "files ingested after thaw",
+                 alive=daemon.assert_alive)
+        assert daemon.stop() == 0
+    finally:
+        freeze(private_cluster, signal.SIGCONT)
+        if daemon.proc.poll() is None:
+            daemon.kill()
