@@ -328,3 +328,46 @@ def test_concurrent_drops_of_identical_content(tmp_path: Path, db_url: str) -> N
                  "eight arrivals")
     assert len(query(db_url, "SELECT 1 FROM documents")) == 1
     shutil.rmtree(staging)
+
+
+def test_cp_mv_and_rsync_of_files_and_whole_folders(tmp_path: Path, db_url: str) -> None:
+    """The ways people actually drop files: a folder renamed in whole (no events for the files
+    inside), a recursive copy, rsync with its hidden temporary names, write-then-rename."""
+    config = write_config(tmp_path, db_url)
+    inbox = tmp_path / "inbox"
+    staging = tmp_path / "staging"
+    expected = {}
+    with DaemonProcess(config, tmp_path / "daemon.log") as daemon:
+        moved = staging / "moved" / "deeper"
+        moved.mkdir(parents=True)
+        for i in range(3):
+            data = f"moved folder file {i} mentions a tamarin".encode()
+            (moved / f"m{i}.txt").write_bytes(data)
+            expected[sha(data)] = ["moved", "deeper"]
+        os.rename(staging / "moved", inbox / "moved")  # mv of a whole tree
+
+        copied = staging / "copied"
+        copied.mkdir()
+        for i in range(3):
+            data = f"copied folder file {i} mentions a marmoset".encode()
+            (copied / f"c{i}.txt").write_bytes(data)
+            expected[sha(data)] = ["copied"]
+        shutil.copytree(copied, inbox / "copied")  # cp -r
+
+        synced = staging / "synced"
+        synced.mkdir()
+        for i in range(3):
+            data = f"rsynced file {i} mentions a gibbon".encode()
+            (synced / f"s{i}.txt").write_bytes(data)
+            expected[sha(data)] = ["synced"]
+        subprocess.run(["rsync", "-a", f"{synced}/", f"{inbox}/synced/"], check=True)
+
+        data = b"written under a .part name and renamed when complete: a lemur"
+        (inbox / "upload.pdf.part").write_bytes(data)
+        os.rename(inbox / "upload.pdf.part", inbox / "upload.txt")
+        expected[sha(data)] = []
+
+        wait_inbox_empty(inbox, daemon)
+        rows = {r["sha256"]: r["tags"] for r in query(db_url,
+                                                      "SELECT sha256, tags FROM documents")}
+    assert rows == expected

@@ -1,0 +1,74 @@
+"""The schema, migrations and the search query, on real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from alfrd_daemon import db as dbmod
+
+
+def test_migrations_are_idempotent_and_safe_to_race(empty_db_url: str) -> None:
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def run() -> None:
+        try:
+            with psycopg.connect(empty_db_url) as conn:
+                barrier.wait()
+                results.append(dbmod.migrate(conn))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    applied = [r for r in results if r]
+    assert len(applied) == 1, "exactly one racer applies the migrations"
+    assert applied[0] == [f"{v:03d}_{n}" for v, n, _ in dbmod.migrations()]
+    with psycopg.connect(empty_db_url) as conn:
+        assert dbmod.migrate(conn) == []
+        assert dbmod.pending_migrations(conn) == []
+
+
+def test_search_uses_the_gin_index_and_weights_names_above_body(db_url: str) -> None:
+    with psycopg.connect(db_url, row_factory=dict_row) as conn:
+        for name, text in [("gas_bill.txt", "monthly statement"),
+                           ("notes.txt", "remember to pay the gas bill"),
+                           ("other.txt", "nothing relevant")]:
+            conn.execute(
+                "INSERT INTO documents (original_name, source_path, status, extracted_text) "
+                "VALUES (%s, %s, 'extracted', %s)", (name, name, text))
+        params = {"query": "gas bill", "config": "english", "tag": None, "limit": 10}
+        rows = conn.execute(dbmod.QUERIES["search_documents"], params).fetchall()
+        assert [r["original_name"] for r in rows] == ["gas_bill.txt", "notes.txt"]
+        # A table this small is read sequentially; forbid that to see whether the index fits.
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(r["QUERY PLAN"] for r in conn.execute(
+            "EXPLAIN " + dbmod.QUERIES["search_documents"], params))
+        assert "documents_search_vector_idx" in plan, plan
+
+
+@pytest.mark.parametrize("query", ['"', "-", "a & | !", "(((", "café OR", ":*", ""])
+def test_any_user_text_is_a_valid_query(db_url: str, query: str) -> None:
+    with psycopg.connect(db_url, row_factory=dict_row) as conn:
+        conn.execute(dbmod.QUERIES["search_documents"],
+                     {"query": query, "config": "english", "tag": None, "limit": 5}).fetchall()
+
+
+def test_text_longer_than_a_tsvector_can_hold_is_still_stored(db_url: str) -> None:
+    """A tsvector may not exceed 1 MB; the generated column indexes the first 200,000
+    characters, so a huge text never makes the insert fail."""
+    words = " ".join(f"w{i}x{i * 7919 % 100003}" for i in range(200_000))  # ~2.6 MB
+    with psycopg.connect(db_url) as conn:
+        conn.execute("INSERT INTO documents (original_name, source_path, status, extracted_text)"
+                     " VALUES ('big.txt', 'big.txt', 'extracted', %s)", (words,))
+        assert conn.execute("SELECT length(extracted_text) FROM documents").fetchone()[0] == len(
+            words)
