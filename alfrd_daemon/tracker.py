@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import folderdoc
 from .ingest import WorkItem
+from .logs import event
 from .rules import Observed, ReadinessParams, Sighting, Verdict, decide, is_ignored
 from .watch import Kind, Signal, scan
 
@@ -47,6 +48,7 @@ class TrackerSettings:
     max_tracked: int
     retry_initial: float
     retry_max: float
+    watch_limit: int | None = None  # the kernel's inotify watch limit, in inotify mode
 
 
 class Tracker:
@@ -71,6 +73,7 @@ class Tracker:
         self._stop = threading.Event()
         self.heartbeat = time.monotonic()
         self.backlog = False
+        self._warned_watch_limit = False
 
     # --- called from other threads -------------------------------------------------------------
     def signal(self, sig: Signal) -> None:
@@ -217,9 +220,10 @@ class Tracker:
 
     def _scan(self, start: str) -> None:
         now, wall = time.monotonic(), time.time()
+        dirs_seen = [0]
         for rel, st, is_folder in scan(
             self.s.inbox, start, ignore_files=self.s.ignore_files,
-            ignore_dirs=self.s.ignore_dirs, recursive=self.s.recursive,
+            ignore_dirs=self.s.ignore_dirs, recursive=self.s.recursive, dirs_seen=dirs_seen,
         ):
             if rel in self.sightings or rel in self.in_flight:
                 continue
@@ -234,6 +238,22 @@ class Tracker:
             still_for = max(0.0, wall - st.st_mtime_ns / 1e9)
             self.sightings[rel] = Sighting(last_activity=now - still_for)
             self._push(now, rel)
+        if start == "":
+            self._check_watch_limit(dirs_seen[0])
+        for d, last in list(self.recent_dirs.items()):
+            if now - last > self.s.params.settle_seconds:
+                del self.recent_dirs[d]
+
+    def _check_watch_limit(self, dirs: int) -> None:
+        """The kernel silently stops adding inotify watches at its limit, so folders past it
+        get no events; say so, since only this periodic scan will find their files."""
+        limit = self.s.watch_limit
+        if limit is not None and dirs > limit * 0.9 and not self._warned_watch_limit:
+            self._warned_watch_limit = True
+            event(log, "watch_limit", f"the inbox has {dirs} folders and the inotify watch "
+                  f"limit is {limit}: files in unwatched folders are found only by the rescan "
+                  f"every {self.s.rescan_interval:g} s; raise fs.inotify.max_user_watches or "
+                  "set watch.mode: polling", level=logging.WARNING, folders=dirs, limit=limit)
 
     # --- deciding ------------------------------------------------------------------------------
     def _push(self, due: float, entry: str | _Retry) -> None:

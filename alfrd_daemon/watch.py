@@ -140,16 +140,26 @@ def start_observer(
     return observer, "polling"
 
 
+def inotify_watch_limit() -> int | None:
+    try:
+        return int(Path("/proc/sys/fs/inotify/max_user_watches").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def scan(
     inbox: Path, start: str = "", *, ignore_files: tuple[str, ...],
-    ignore_dirs: tuple[str, ...], recursive: bool = True,
+    ignore_dirs: tuple[str, ...], recursive: bool = True, dirs_seen: list[int] | None = None,
 ) -> Iterator[tuple[str, os.stat_result, bool]]:
     """(relpath, lstat, is_folder_document) for every candidate below inbox/start. A directory
-    holding meta.json is one candidate; symlinked directories are never entered."""
+    holding meta.json is one candidate; symlinked directories are never entered. dirs_seen[0]
+    counts the directories entered."""
     top = inbox / start if start else inbox
     stack = [top]
     while stack:
         here = stack.pop()
+        if dirs_seen is not None:
+            dirs_seen[0] += 1
         try:
             entries = list(os.scandir(here))
         except (FileNotFoundError, NotADirectoryError, PermissionError):
