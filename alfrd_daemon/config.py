@@ -319,9 +319,9 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
         drain_timeout=wk.get("drain_timeout", 60.0, _number(0, 3600), "seconds"),
         retry_initial=wk.get("retry_initial", 1.0, _number(0.01, 3600), "seconds"),
         retry_max=wk.get("retry_max", 60.0, _number(0.01, 86400), "seconds"),
+        stuck_seconds=wk.get("stuck_seconds", 600.0, _number(1, 86400), "seconds"),
     )
     wk.finish()
-        stuck_seconds=wk.get("stuck_seconds", 600.0, _number(1, 86400), "seconds"),
 
     e = top.section("extract")
     extract = ExtractSettings(
