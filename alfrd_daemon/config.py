@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from .jobsettings import JobsSettings, parse_jobs
+
 CONFIG_SEARCH_ORDER = ("/etc/alfrd/alfrd.yaml", "./config/alfrd.yaml")
 
 DEFAULT_IGNORE_FILES: tuple[str, ...] = (
@@ -82,9 +84,9 @@ class WorkerSettings:
     drain_timeout: float = 60.0
     retry_initial: float = 1.0
     retry_max: float = 60.0
-
-
     stuck_seconds: float = 600.0
+
+
 @dataclass(frozen=True)
 class ExtractSettings:
     timeout_seconds: float = 30.0
@@ -122,7 +124,7 @@ class Settings:
     search: SearchSettings = field(default_factory=SearchSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
-    jobs: Mapping[str, Any] = field(default_factory=dict)
+    jobs: JobsSettings = field(default_factory=JobsSettings)
     source: str = "<defaults>"
 
     @property
@@ -350,7 +352,7 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
     )
     lg.finish()
 
-    jobs = top.section("jobs").data
+    jobs = parse_jobs(top.section("jobs"), rescan_interval=watch.rescan_interval)
     top.finish()
 
     if problems:
@@ -368,7 +370,7 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
         search=search,
         store=store,
         logging=logging_settings,
-        jobs=dict(jobs),
+        jobs=jobs,
         source=source,
     )
 

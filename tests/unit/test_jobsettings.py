@@ -1,0 +1,90 @@
+"""The `jobs:` section: typed defaults, the documented example, one line per problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alfrd_daemon.config import ConfigError, load_settings, parse_settings
+from alfrd_daemon.jobs import JOBS, tracker_rescan_interval
+from alfrd_daemon.jobsettings import canonical_job_name
+from alfrd_daemon.schedule import cron, every
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def parse(data: dict) -> object:
+    return parse_settings(data, source="t.yaml", base_dir=REPO)
+
+
+def test_defaults() -> None:
+    jobs = parse({}).jobs  # type: ignore[attr-defined]
+    assert jobs.timezone == "local"
+    assert jobs.backup.schedule == cron("0 3 * * *") and jobs.backup.enabled
+    assert (jobs.backup.keep_daily, jobs.backup.keep_weekly) == (7, 4)
+    assert jobs.backup.misfire_grace >= 3600  # a backup due during sleep still runs
+    assert jobs.reindex.schedule == cron("0 4 * * 0")
+    assert jobs.restore_test.schedule == cron("0 5 * * 0")
+    assert jobs.prune.schedule == cron("30 2 * * *") and jobs.prune.keep_days == 90
+    assert not jobs.retry_failed.enabled
+    assert jobs.rescan.schedule == every(300)
+
+
+def test_documented_jobs_section_matches_the_defaults() -> None:
+    documented = load_settings(str(REPO / "config" / "alfrd.yaml"), environ={})
+    assert documented.jobs == parse({}).jobs  # type: ignore[attr-defined]
+
+
+def test_rescan_follows_watch_rescan_interval_and_the_tracker_becomes_a_fallback() -> None:
+    s = parse({"watch": {"rescan_interval": 42}})
+    assert s.jobs.rescan.schedule == every(42)  # type: ignore[attr-defined]
+    assert tracker_rescan_interval(s) == 84
+    s = parse({"watch": {"rescan_interval": 42}, "jobs": {"rescan": {"enabled": False}}})
+    assert tracker_rescan_interval(s) == 42
+
+
+def test_values_are_read() -> None:
+    s = parse({"jobs": {"timezone": "Europe/Berlin",
+                        "backup": {"schedule": "every 6h", "keep_daily": 3, "keep_weekly": 0,
+                                   "roles": False, "pg_bin_dir": "/opt/pg/bin"},
+                        "retry_failed": {"enabled": True, "schedule": 600},
+                        "reindex": {"batch_size": 50}}})
+    jobs = s.jobs  # type: ignore[attr-defined]
+    assert jobs.tz.key == "Europe/Berlin"  # type: ignore[attr-defined]
+    assert jobs.backup.schedule == every(21600) and jobs.backup.keep_daily == 3
+    assert jobs.backup.pg_bin_dir == Path("/opt/pg/bin") and not jobs.backup.roles
+    assert jobs.retry_failed.enabled and jobs.retry_failed.schedule == every(600)
+    assert jobs.reindex.batch_size == 50
+
+
+def test_every_problem_is_one_line_with_its_key() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse({"jobs": {"timezone": "Mars/Olympus",
+                        "backup": {"keep_daily": -1, "schedule": "at three", "keep": 3},
+                        "prune": {"keep_days": "long"},
+                        "rescan": {"enabled": "yes"},
+                        "reindex": {"rebuild_fraction": 2},
+                        "nightly": {}}})
+    problems = err.value.problems
+    assert all("\n" not in p for p in problems)
+    text = "\n".join(problems)
+    for expected in (
+        "At 'jobs.timezone': got 'Mars/Olympus', expected 'local', 'UTC' or a time zone name",
+        "At 'jobs.backup.keep_daily': got -1, expected a whole number at least 1",
+        "At 'jobs.backup.schedule': got 'at three', expected a cron expression",
+        "At 'jobs.backup.keep': unknown setting",
+        "At 'jobs.prune.keep_days': got 'long'",
+        "At 'jobs.rescan.enabled': got 'yes', expected true or false",
+        "At 'jobs.reindex.rebuild_fraction': got 2",
+        "At 'jobs.nightly': unknown setting",
+    ):
+        assert expected in text, text
+    assert len(problems) == 8, problems
+
+
+def test_job_names() -> None:
+    assert canonical_job_name("retry_failed") == "retry-failed"
+    assert canonical_job_name("Restore-Test") == "restore-test"
+    assert canonical_job_name("nightly") is None
+    assert set(JOBS) == {"backup", "restore-test", "reindex", "rescan", "retry-failed", "prune"}
