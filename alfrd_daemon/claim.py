@@ -54,11 +54,14 @@ class ClaimArea:
         self._made_dirs: set[Path] = set()
 
     def open(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # Lock first, directory second: another daemon that sees our directory must find its
+        # lock held, or it would take us for dead and adopt (and remove) our claim directory.
+        self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root / f"{self.instance}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                      0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._lock_fd = fd
+        self.dir.mkdir(parents=True, exist_ok=True)
 
     def close(self) -> None:
         """Forget an empty claim directory; leave one that still holds files for adoption."""

@@ -23,6 +23,7 @@ from .config import ConfigError, Settings, check_paths, find_config, load_settin
 from .config import world_readable_secret as config_world_readable
 from .failed import FailedFolder
 from .logs import mask_dsn, setup_logging
+from .search import DEFAULT_RANK_WINDOW, search
 
 EXIT_OK, EXIT_PROBLEM, EXIT_UNAVAILABLE, EXIT_USAGE = 0, 1, 2, 64
 
@@ -89,9 +90,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     with database(settings) as conn:
-        rows = conn.execute(dbmod.QUERIES["search_documents"], {
-            "query": args.query, "config": settings.search.language, "tag": args.tag,
-            "limit": args.limit}).fetchall()
+        rows, broad = search(conn, args.query, config=settings.search.language, tag=args.tag,
+                             limit=args.limit)
     results = [{"id": str(r["id"]), "name": r["original_name"], "tags": r["tags"],
                 "status": r["status"], "rank": round(float(r["rank"]), 6),
                 "snippet": " ".join(r["snippet"].split()), "created_at": r["created_at"]}
@@ -101,6 +101,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not results:
         print(f"no documents match {args.query!r}")
+    if broad:
+        print(f"(more than {DEFAULT_RANK_WINDOW} documents match: ranked among the newest "
+              f"{DEFAULT_RANK_WINDOW}; add words or --tag to narrow it)", file=sys.stderr)
     for r in results:
         tags = f"  [{', '.join(r['tags'])}]" if r["tags"] else ""
         print(f"{r['id']}  {r['rank']:.4f}  {r['name']}{tags}")
@@ -173,7 +176,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                                   conn.execute(dbmod.QUERIES["count_arrivals_by_outcome"])}
             report["daemons"] = [_instance_view(r) for r in
                                  conn.execute(dbmod.QUERIES["list_instances"])]
-            report["jobs"] = _job_status(conn)
+            report["jobs"] = _job_status(conn, settings)
     except (dbmod.DatabaseUnavailable, psycopg.OperationalError) as exc:
         report["database"] = {"state": "unreachable", "error": mask_dsn(str(exc))}
     if args.json:
@@ -192,14 +195,14 @@ def _instance_view(row: dict[str, Any]) -> dict[str, Any]:
             **{k: v for k, v in row["state"].items()}}
 
 
-def _job_status(conn: psycopg.Connection) -> list[dict[str, Any]]:
+def _job_status(conn: psycopg.Connection, settings: Settings) -> list[dict[str, Any]]:
     """Scheduled-job history, once the jobs migration has created it."""
     exists = conn.execute("SELECT to_regclass('job_runs') IS NOT NULL AS e").fetchone()
     if not exists or not exists["e"]:
         return []
     from .jobs import job_status
 
-    return job_status(conn)
+    return job_status(conn, settings)  # next runs come from the configured schedules
 
 
 def _print_status(report: dict[str, Any]) -> None:
@@ -263,19 +266,13 @@ def cmd_retry(args: argparse.Namespace) -> int:
         print("alfrd retry: name failed files (see alfrd status) or pass --all",
               file=sys.stderr)
         return EXIT_USAGE
-    moved = []
+    from .retry import take_back_failed  # shared with the retry-failed job
+
     with database(settings) as conn:
-        for name in names:
-            if name not in notes:
-                print(f"alfrd retry: {name!r} is not in {settings.failed_path}",
-                      file=sys.stderr)
-                continue
-            doc_id = notes[name].get("document_id")
-            dest = failed.take_back(name, settings.inbox.path)
-            if doc_id:
-                with conn.transaction():
-                    conn.execute(dbmod.QUERIES["delete_failed_document"], {"id": doc_id})
-            moved.append({"name": name, "inbox_path": str(dest)})
+        outcome = take_back_failed(settings, conn, names)
+    for name in outcome.missing:
+        print(f"alfrd retry: {name!r} is not in {settings.failed_path}", file=sys.stderr)
+    moved = outcome.moved
     if args.json:
         print_json(moved)
     else:

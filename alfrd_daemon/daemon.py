@@ -28,19 +28,21 @@ from .claim import ClaimArea
 from .config import ConfigError, Settings, check_paths, load_settings
 from .failed import FailedFolder
 from .ingest import Counters, Ingestor, Outcome, WorkItem
+from .jobs import JobScheduler, tracker_rescan_interval
 from .logs import event, mask_dsn, setup_logging
 from .pgcluster import Cluster
 from .rules import ReadinessParams
 from .sdnotify import Notifier
 from .store import Store
 from .tracker import Tracker, TrackerSettings
-from .watch import EventTranslator, choose_mode, start_observer
+from .watch import EventTranslator, choose_mode, inotify_watch_limit, start_observer
 
 log = logging.getLogger("alfrd.daemon")
 
 HEARTBEAT_SECONDS = 5.0
 POOL_CHECK_SECONDS = 30.0
 PROBE_SECONDS = 2.0
+STUCK_SECONDS = 10.0  # files failing transiently this long with none going through: degraded
 
 
 class StartupError(Exception):
@@ -113,6 +115,7 @@ class Daemon:
             settings.workers.queue_size + settings.workers.count)
         self.tracker_thread: threading.Thread | None = None
         self.reload_error: str | None = None
+        self.jobs: JobScheduler | None = None
         self._db_ok = True
         self.busy: dict[int, float] = {}  # worker thread → when it took its current file
         self.monitor_thread: threading.Thread | None = None
@@ -154,15 +157,19 @@ class Daemon:
                                            thread_name_prefix="alfrd-worker")
         self.tracker = Tracker(self._tracker_settings(s), self._submit,
                                intake_open=self._intake_open)
+        # Watch first (events queue up), then scan: a file landing in between is not missed.
+        self._start_observer()
+        self.tracker.s = self._tracker_settings(s)  # now that the real watch mode is known
         self._adopt_orphans()
         self.tracker_thread = threading.Thread(target=self.tracker.run, name="alfrd-readiness",
                                                daemon=True)
         self.tracker_thread.start()
-        self._start_observer()
         event(log, "started", f"watching {s.inbox.path} ({self.watch_mode}); database "
               f"{mask_dsn(self.target.conninfo) or 'from PG* environment'}",
               instance=self.instance, watch_mode=self.watch_mode,
               sd_notify=self.notifier.transport if self.notifier.enabled else "off")
+        self.jobs = JobScheduler(s, self.target.conninfo, self.instance, tracker=self.tracker)
+        self.jobs.start()
 
     def _tracker_settings(self, s: Settings) -> TrackerSettings:
         return TrackerSettings(
@@ -170,11 +177,12 @@ class Daemon:
             params=ReadinessParams(
                 settle_seconds=s.watch.settle_seconds, quiet_seconds=s.watch.quiet_seconds,
                 stale_write_seconds=s.watch.stale_write_seconds,
-                close_events=choose_mode(s.watch.mode, s.inbox.path) == "inotify"),
+                close_events=self.watch_mode == "inotify"),
             ignore_files=s.inbox.ignore_files, ignore_dirs=s.inbox.ignore_dirs,
-            recursive=s.inbox.recursive, rescan_interval=s.watch.rescan_interval,
+            recursive=s.inbox.recursive, rescan_interval=tracker_rescan_interval(s),
             max_tracked=max(1000, 4 * (s.workers.queue_size + s.workers.count)),
-            retry_initial=s.workers.retry_initial, retry_max=s.workers.retry_max)
+            retry_initial=s.workers.retry_initial, retry_max=s.workers.retry_max,
+            watch_limit=inotify_watch_limit() if self.watch_mode == "inotify" else None)
 
     def _start_observer(self) -> None:
         assert self.tracker is not None
@@ -268,11 +276,17 @@ class Daemon:
         frozen server can block a query for ever, and the main loop must keep judging health."""
         next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
         next_check = next_probe = 0.0
+        next_adopt = time.monotonic() + self.settings.watch.rescan_interval
         while not self.stop_event.wait(0.5):
             now = self.monitor_beat = time.monotonic()
             if self.counters.transient_since is not None and now >= next_probe:
                 next_probe = now + PROBE_SECONDS
                 self._probe()
+            elif not self._db_ok and self.counters.failing_since is None:
+                # A retry went through before a probe could tell: say so, or the next
+                # problem would never be reported as degraded.
+                self._db_ok = True
+                event(log, "recovered", "files go through again; resuming")
             if now >= next_check:
                 next_check = now + POOL_CHECK_SECONDS
                 assert self.db is not None
@@ -280,6 +294,14 @@ class Daemon:
             if now >= next_heartbeat:
                 next_heartbeat = now + HEARTBEAT_SECONDS
                 self._heartbeat()
+            if now >= next_adopt:
+                # Another daemon on this inbox died and nobody restarted it: its claims would
+                # otherwise wait for the next start of some daemon.
+                next_adopt = now + self.settings.watch.rescan_interval
+                try:
+                    self._adopt_orphans()
+                except OSError as exc:
+                    log.warning("could not adopt claims of a dead daemon: %s", exc)
 
     def _tick(self) -> float:
         interval = self.notifier.watchdog_interval
@@ -304,18 +326,24 @@ class Daemon:
         instead of waiting out the backoff."""
         assert self.db is not None and self.tracker is not None
         ok = self.db.healthy() and _writable(self.settings.store_path)
+        failing = self.counters.failing_since
+        # The probe can pass while files still fail (a small probe file fits a nearly full
+        # disk that a document does not): failing for long with nothing going through is
+        # degraded too.
+        stuck = failing is not None and time.monotonic() - failing > STUCK_SECONDS
+        reason = self.counters.last_transient
         if ok:
             with self.counters.lock:
                 self.counters.transient_since = None
                 self.counters.last_transient = None
-            if not self._db_ok:
+            if not self._db_ok and not stuck:
                 event(log, "recovered", "database and store reachable again; resuming")
-            self._db_ok = True
+                self._db_ok = True
             self.tracker.wake_retries()
-        elif self._db_ok:
+        if (not ok or stuck) and self._db_ok:
             self._db_ok = False
-            event(log, "degraded", f"waiting: {self.counters.last_transient}",
-                  level=logging.WARNING, reason=self.counters.last_transient or "")
+            event(log, "degraded", f"waiting: {reason}", level=logging.WARNING,
+                  reason=reason or "")
 
     def status_line(self, problem: str | None = None) -> str:
         c = self.counters.snapshot()
@@ -391,6 +419,8 @@ class Daemon:
         self.ingestor.reconfigure(new)
         assert self.tracker is not None
         self.tracker.s = self._tracker_settings(new)
+        if self.jobs is not None:
+            self.jobs.reschedule(new)  # a changed search.language starts a full reindex
         setup_logging(new.logging.level)
         self.reload_error = None
         event(log, "reloaded", f"configuration reloaded from {new.source}")
@@ -401,12 +431,16 @@ class Daemon:
         """Stop intake, let in-flight files finish within drain_timeout, then close."""
         self.stop_event.set()
         self.notifier.stopping(self.status_line())
+        if self.jobs is not None:
+            self.jobs.stop()  # no new runs; a running one gets the drain time below
         if self.observer is not None:
             self.observer.stop()
         if self.tracker is not None:
             self.tracker.stop()
         if self.executor is not None:
             self._drain(self.settings.workers.drain_timeout)
+        if self.jobs is not None:
+            self.jobs.join(self.settings.workers.drain_timeout)
         if self.observer is not None:
             with contextlib.suppress(RuntimeError):
                 self.observer.join(timeout=5)

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -110,20 +111,17 @@ class Database:
         name: str = "alfrd",
     ):
         self.conninfo = conninfo
+        self.connect_timeout = connect_timeout
         self.reconnect_failures = 0
-        self.pool = psycopg_pool.ConnectionPool(
-            conninfo,
-            min_size=min_size,
-            max_size=max_size,
-            kwargs=connection_kwargs(connect_timeout),
-            open=False,
-            check=psycopg_pool.ConnectionPool.check_connection,
-            max_waiting=0,
-            timeout=connect_timeout,
-            reconnect_timeout=reconnect_timeout,
-            reconnect_failed=self._reconnect_failed,
-            name=name,
-        )
+        self.renewals = 0
+        self._pool_args: dict[str, object] = {
+            "min_size": min_size, "max_size": max_size,
+            "kwargs": connection_kwargs(connect_timeout),
+            "check": psycopg_pool.ConnectionPool.check_connection, "max_waiting": 0,
+            "timeout": connect_timeout, "reconnect_timeout": reconnect_timeout,
+            "reconnect_failed": self._reconnect_failed, "name": name,
+        }
+        self.pool = psycopg_pool.ConnectionPool(conninfo, open=False, **self._pool_args)
 
     def _reconnect_failed(self, pool: psycopg_pool.ConnectionPool) -> None:
         self.reconnect_failures += 1
@@ -167,7 +165,33 @@ class Database:
                 conn.execute("SELECT 1")
             return True
         except DatabaseUnavailable:
+            pass
+        # psycopg_pool retries a lost connection with a doubling delay and no cap: after a
+        # 30 s outage its next attempt may be 30 s away. If the server answers a connection
+        # of our own, the server is back and only the pool is asleep: give it a fresh one.
+        try:
+            with connect(self.conninfo, connect_timeout=min(self.connect_timeout, 5)) as conn:
+                conn.execute("SELECT 1")
+        except (DatabaseUnavailable, *TRANSIENT_ERRORS):
             return False
+        self.renew()
+        try:
+            with self.connection(timeout=max(2.0, self.connect_timeout)) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except DatabaseUnavailable:
+            return False
+
+    def renew(self) -> None:
+        """Swap in a new pool; the old one is closed in the background (a worker still
+        waiting on it gets PoolClosed, which is transient: its file is retried)."""
+        fresh = psycopg_pool.ConnectionPool(self.conninfo, open=False, **self._pool_args)
+        fresh.open(wait=False)
+        old, self.pool = self.pool, fresh
+        self.renewals += 1
+        log.info("database reachable again: replaced the connection pool")
+        threading.Thread(target=lambda: old.close(timeout=5), name="alfrd-pool-close",
+                         daemon=True).start()
 
 
 def migrate(conn: psycopg.Connection) -> list[str]:

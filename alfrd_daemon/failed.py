@@ -8,12 +8,15 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .claim import rename_noreplace
+from .rules import display_text
 
 NOTE_SUFFIX = ".error"
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs, tmpfs)
 
 
 class FailedFolder:
@@ -27,24 +30,36 @@ class FailedFolder:
     def free_name(self, relpath: str) -> str:
         """relpath, or 'name (2).ext' … so an earlier failure of the same name is never
         replaced."""
-        candidate = relpath
-        stem, dot, ext = relpath.rpartition(".")
-        if not dot or "/" in ext:
-            stem, dot, ext = relpath, "", ""
-        n = 1
-        while os.path.lexists(self.root / candidate) or os.path.lexists(
-            self.root / (candidate + NOTE_SUFFIX)
-        ):
-            n += 1
-            candidate = f"{stem} ({n}){dot}{ext}"
-        return candidate
+        for candidate in _candidates(relpath):
+            if not (os.path.lexists(self.root / candidate)
+                    or os.path.lexists(self.root / (candidate + NOTE_SUFFIX))):
+                return candidate
+        raise AssertionError("unreachable")
 
-    def put(self, src: Path, relpath: str, note: dict[str, object]) -> str:
-        """Write the note, then move the file beside it. Returns the failed-relative path."""
-        name = self.free_name(relpath)
+    def _reusable(self, relpath: str, recorded: str | None) -> str | None:
+        """The name a failure replayed after a crash recorded in its row (shown as
+        `recorded`), if its file slot is still free: a crash between writing the note and
+        moving the file leaves only the note there, which this attempt then replaces."""
+        if not recorded:
+            return None
+        for n, candidate in enumerate(_candidates(relpath)):
+            if n > 1000:
+                break
+            if display_text(candidate) == recorded:
+                return None if os.path.lexists(self.root / candidate) else candidate
+        return None
+
+    def put(self, src: Path, relpath: str, note: dict[str, object],
+            recorded: str | None = None) -> str:
+        """Write the note, then move the file beside it. Returns the failed-relative path.
+        `recorded` is the failed-relative name the database already holds for this failure
+        (shown form), reused when free."""
+        name = self._reusable(relpath, recorded) or self.free_name(relpath)
         target = self.root / name
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-        note = {**note, "failed_at": datetime.now(UTC).isoformat(), "failed_path": name}
+        # Shown form: a name that is not UTF-8 cannot go into a JSON text as it is.
+        note = {**note, "failed_at": datetime.now(UTC).isoformat(),
+                "failed_path": display_text(name)}
         _write_json(target.parent / (target.name + NOTE_SUFFIX), note)
         try:
             rename_noreplace(src, target)
@@ -92,6 +107,23 @@ class FailedFolder:
         with contextlib.suppress(FileNotFoundError):
             note_path.unlink()
         return dest
+
+
+def _candidates(relpath: str) -> Iterator[str]:
+    """relpath, 'stem (2).ext', 'stem (3).ext' …, each short enough that the name and its
+    note ('<name>.error') fit the 255-byte limit of a file name (the stem is shortened)."""
+    folder, slash, base = relpath.rpartition("/")
+    stem, dot, ext = base.rpartition(".")
+    if not dot or not stem or len(os.fsencode(ext)) > 32:
+        stem, dot, ext = base, "", ""
+    n = 1
+    while True:
+        suffix = f" ({n})" if n > 1 else ""
+        room = NAME_MAX - len(NOTE_SUFFIX) - len(os.fsencode(f"{suffix}{dot}{ext}"))
+        raw = os.fsencode(stem)
+        short = os.fsdecode(raw[:room]) if len(raw) > room else stem
+        yield f"{folder}{slash}{short}{suffix}{dot}{ext}"
+        n += 1
 
 
 def _write_json(path: Path, data: dict[str, object]) -> None:

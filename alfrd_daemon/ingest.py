@@ -81,6 +81,9 @@ class Counters:
     in_progress: int = 0
     last_transient: str | None = None
     transient_since: float | None = None
+    # Since when files have failed transiently with no file going through; unlike
+    # transient_since, a passing probe does not clear it (a probe can pass while files fail).
+    failing_since: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, outcome: Outcome) -> None:
@@ -98,12 +101,15 @@ class Counters:
             if outcome not in (Outcome.RETRY, Outcome.BUSY):
                 self.transient_since = None
                 self.last_transient = None
+                self.failing_since = None
 
     def transient(self, reason: str) -> None:
         with self.lock:
             self.last_transient = reason
             if self.transient_since is None:
                 self.transient_since = time.monotonic()
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -346,7 +352,7 @@ class Ingestor:
 
     def _arrival(self, relpath: str, name: str, read: ReadResult) -> dict[str, Any]:
         return {
-            "claim_key": read.claim_key,
+            "claim_key": f"{read.claim_key}:{_path_tag(relpath)}",
             "source_path": display_text(relpath),
             "original_name": name,
             "size_bytes": read.size,
@@ -400,12 +406,13 @@ class Ingestor:
         shown = display_text(relpath)
         try:
             st = os.lstat(path)
-            key = f"failed:{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+            key = (f"failed:{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}:"
+                   f"{_path_tag(relpath)}")
             problem.size = problem.size if problem.size is not None else st.st_size
         except FileNotFoundError:
             return Outcome.GONE
         name = self.failed.free_name(relpath)
-        outcome, document_id = self._record_failure(relpath, name, key, problem)
+        outcome, document_id, recorded = self._record_failure(relpath, name, key, problem)
         if outcome is Outcome.DUPLICATE:
             # The same content is already archived; this copy only failed to extract again.
             self.claims.release(relpath)
@@ -415,12 +422,13 @@ class Ingestor:
                 "size_bytes": problem.size, "document_id": document_id,
                 "instance": self.instance}
         try:
-            placed = self.failed.put(path, relpath, note)
+            placed = self.failed.put(path, relpath, note,
+                                     recorded=recorded.removeprefix("failed/"))
         except OSError as exc:
             if exc.errno in TRANSIENT_OS_ERRORS:
                 raise Transient(f"cannot write the failed folder: {exc.strerror}") from exc
             raise
-        if placed != name:  # another failure took the name first
+        if f"failed/{display_text(placed)}" != recorded:  # another failure took the name
             with self.db.transaction() as cur:
                 cur.execute(QUERIES["refresh_failed_document"],
                             {"id": document_id, "error": problem.reason,
@@ -432,9 +440,10 @@ class Ingestor:
 
     def _record_failure(
         self, relpath: str, name: str, key: str, problem: Permanent
-    ) -> tuple[Outcome, str]:
+    ) -> tuple[Outcome, str, str]:
         """The arrival goes first: a failure replayed after a crash finds its key taken and
-        reuses the row it made, even when the content (and so the sha256) was never known."""
+        reuses the row it made, even when the content (and so the sha256) was never known.
+        Returns the outcome, the row's id and the failed/ path the row records."""
         shown = display_text(relpath)
         arrival = {"claim_key": key, "source_path": shown,
                    "original_name": display_text(Path(relpath).name),
@@ -447,7 +456,10 @@ class Ingestor:
                 prior = cur.execute(QUERIES["arrival_document"], {"claim_key": key}).fetchone()
                 outcome = Outcome.DUPLICATE if prior["outcome"] == "duplicate" else (
                     Outcome.FAILED)
-                return outcome, str(prior["document_id"])
+                recorded = cur.execute(QUERIES["arrival_stored_path"],
+                                       {"claim_key": key}).fetchone()
+                return (outcome, str(prior["document_id"]),
+                        (recorded or {}).get("stored_path") or "")
             row = {
                 "id": None, "sha256": problem.sha256, "original_name": arrival["original_name"],
                 "source_path": shown, "tags": self._tags(relpath), "mime_type": None,
@@ -475,7 +487,7 @@ class Ingestor:
             cur.execute(QUERIES["set_arrival_document"],
                         {"document_id": document_id, "outcome": outcome.value,
                          "arrival_id": arrival_row["id"]})
-        return outcome, str(document_id)
+        return outcome, str(document_id), stored_path
 
     # --- ALFRD document folders ----------------------------------------------------------------
     def _process_folder(self, relpath: str, path: Path) -> Outcome:
@@ -541,6 +553,13 @@ class Ingestor:
                 raise folderdoc.InvalidFolder(
                     f"page {page.file!r} is {kind_of(page_st.st_mode)}")
         return meta
+
+
+def _path_tag(relpath: str) -> str:
+    """Part of an arrival key: the relative path, which a claim keeps across crashes and
+    adoption. Two hard links to one inode dropped under two names share device, inode, mtime
+    and content, yet are two arrivals; only a replay of the same claim has the same path."""
+    return hashlib.sha256(os.fsencode(relpath)).hexdigest()[:16]
 
 
 def _clean(text: str) -> str:

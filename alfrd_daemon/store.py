@@ -32,11 +32,21 @@ class Store:
     def put(self, src: Path, sha256: str, *, data_synced: bool = False) -> str:
         """Make `src`'s content durable in the store; `src` itself stays where it is (the
         claimed copy is removed only after the database row is committed). A hard link when
-        the store shares the inbox's filesystem, else a copy. Returns the store-relative path."""
+        the store shares the inbox's filesystem and the file has no other name, else a copy.
+        Returns the store-relative path."""
         dst = self.path(sha256)
         if dst.exists():
             return self.relpath(sha256)
-        dst.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        dst.parent.parent.mkdir(exist_ok=True, mode=DIR_MODE)  # parents=True would make
+        dst.parent.mkdir(exist_ok=True, mode=DIR_MODE)  # the first level 0777 & ~umask
+        if os.lstat(src).st_nlink > 1:
+            # The file has other names (a hard link from outside the inbox): linking would
+            # share the inode with them, so chmod would change the user's file and a later
+            # edit of it would change the archive.
+            self._copy(src, dst)
+            if self.fsync:
+                _fsync_dir(dst.parent)
+            return self.relpath(sha256)
         try:
             os.link(src, dst, follow_symlinks=False)
             os.chmod(dst, FILE_MODE)

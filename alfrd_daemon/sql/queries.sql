@@ -41,8 +41,20 @@ RETURNING id;
 -- name: notify_document
 SELECT pg_notify('alfrd_documents', %(document_id)s::text);
 
+-- name: search_match_count
+-- How many documents match, counted only up to a cap: above it the query is "broad".
+SELECT count(*) AS n
+FROM (
+    SELECT 1
+    FROM documents d, websearch_to_tsquery(%(config)s::regconfig, %(query)s) AS q(query)
+    WHERE d.search_vector @@ q.query
+      AND (%(tag)s::text IS NULL OR d.tags @> ARRAY[%(tag)s::text])
+    LIMIT %(cap)s
+) AS capped;
+
 -- name: search_documents
--- Rank first, then build snippets for the page of results only (ts_headline re-parses text).
+-- Rank every match, then build snippets for the page of results only (ts_headline re-parses
+-- text). Used when the match count is below search.rank_window.
 SELECT d.id, d.original_name, d.tags, d.status, d.created_at, hits.rank,
        ts_headline(d.search_config,
                    left(concat_ws(E'\n', d.title,
@@ -58,6 +70,35 @@ FROM (
     WHERE d.search_vector @@ q.query
       AND (%(tag)s::text IS NULL OR d.tags @> ARRAY[%(tag)s::text])
     ORDER BY rank DESC, d.created_at DESC
+    LIMIT %(limit)s
+) AS hits
+JOIN documents d ON d.id = hits.id
+ORDER BY hits.rank DESC, d.created_at DESC;
+
+-- name: search_documents_newest
+-- A broad query (more matches than search.rank_window): rank only the newest rank_window
+-- matches, found by walking the created_at index, instead of scoring every match.
+SELECT d.id, d.original_name, d.tags, d.status, d.created_at, hits.rank,
+       ts_headline(d.search_config,
+                   left(concat_ws(E'\n', d.title,
+                                  coalesce(nullif(d.extracted_text, ''), d.original_name)),
+                        200000),
+                   hits.query,
+                   'StartSel=[[, StopSel=]], MaxWords=30, MinWords=10, MaxFragments=2')
+           AS snippet
+FROM (
+    SELECT recent.id, ts_rank_cd(recent.search_vector, recent.query) AS rank, recent.query,
+           recent.created_at
+    FROM (
+        SELECT d.id, d.search_vector, d.created_at, q.query
+        FROM documents d,
+             websearch_to_tsquery(%(config)s::regconfig, %(query)s) AS q(query)
+        WHERE d.search_vector @@ q.query
+          AND (%(tag)s::text IS NULL OR d.tags @> ARRAY[%(tag)s::text])
+        ORDER BY d.created_at DESC
+        LIMIT %(window)s
+    ) AS recent
+    ORDER BY rank DESC, recent.created_at DESC
     LIMIT %(limit)s
 ) AS hits
 JOIN documents d ON d.id = hits.id
@@ -131,3 +172,11 @@ WHERE id = %(arrival_id)s;
 UPDATE documents
 SET error = %(error)s, stored_path = %(stored_path)s, updated_at = now()
 WHERE id = %(id)s AND status = 'failed';
+
+-- name: arrival_stored_path
+-- Where a failure replayed after a crash said its file would be (failed/<name>).
+SELECT d.stored_path FROM document_arrivals a JOIN documents d ON d.id = a.document_id
+WHERE a.claim_key = %(claim_key)s;
+
+-- name: notify_documents
+SELECT pg_notify('alfrd_documents', id) FROM unnest(%(ids)s::text[]) AS id;

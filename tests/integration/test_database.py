@@ -72,3 +72,26 @@ def test_text_longer_than_a_tsvector_can_hold_is_still_stored(db_url: str) -> No
                      " VALUES ('big.txt', 'big.txt', 'extracted', %s)", (words,))
         assert conn.execute("SELECT length(extracted_text) FROM documents").fetchone()[0] == len(
             words)
+
+
+def test_broad_queries_rank_the_newest_matches_and_narrow_ones_rank_all(db_url: str) -> None:
+    from alfrd_daemon.search import search
+
+    with psycopg.connect(db_url, row_factory=dict_row) as conn:
+        for i in range(12):
+            # older documents mention the word more often, so full ranking would prefer them
+            text = "invoice " * (12 - i) + f"number {i}" + (" rarity" if i == 3 else "")
+            conn.execute(
+                "INSERT INTO documents (original_name, source_path, status, extracted_text, "
+                "created_at) VALUES (%s, %s, 'extracted', %s, now() + %s * interval '1 minute')",
+                (f"d{i}.txt", f"d{i}.txt", text, i))
+        rows, broad = search(conn, "invoice", config="english", limit=3, window=5)
+        assert broad
+        names = [r["original_name"] for r in rows]
+        assert set(names) <= {f"d{i}.txt" for i in range(7, 12)}, names  # newest five only
+        assert names[0] == "d7.txt"  # and ranked among themselves
+        rows, broad = search(conn, "invoice", config="english", limit=3, window=50)
+        assert not broad
+        assert rows[0]["original_name"] == "d0.txt"
+        rows, broad = search(conn, "rarity", config="english", window=5)
+        assert not broad and [r["original_name"] for r in rows] == ["d3.txt"]

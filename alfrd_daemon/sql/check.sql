@@ -1,0 +1,35 @@
+-- Named queries of `alfrd check` (the queries.sql format).
+
+-- name: check_references
+-- Every file a row points at: its stored_path, and each page of an ALFRD document folder.
+SELECT d.id, d.status, d.stored_path AS path
+FROM documents d
+WHERE d.stored_path IS NOT NULL
+UNION ALL
+SELECT d.id, d.status, p.page ->> 'stored_path'
+FROM documents d
+CROSS JOIN LATERAL jsonb_array_elements(
+    CASE WHEN jsonb_typeof(d.metadata -> 'folder' -> 'pages') = 'array'
+         THEN d.metadata -> 'folder' -> 'pages' ELSE '[]'::jsonb END) AS p(page)
+WHERE p.page ->> 'stored_path' IS NOT NULL
+  AND p.page ->> 'stored_path' IS DISTINCT FROM d.stored_path;
+
+-- name: check_is_referenced
+SELECT EXISTS (
+    SELECT 1 FROM documents d
+    WHERE d.stored_path = %(path)s
+       OR d.metadata -> 'folder' -> 'pages'
+          @> jsonb_build_array(jsonb_build_object('stored_path', %(path)s::text))
+) AS referenced;
+
+-- name: check_rows_without_file
+SELECT id, status, stored_path, error FROM documents WHERE stored_path IS NULL
+  AND status <> 'failed';
+
+-- name: check_note_missing
+-- Keeps the status; adds the note to `error` once.
+UPDATE documents
+SET error = CASE WHEN error IS NULL OR error = '' THEN %(note)s
+                 ELSE error || '; ' || %(note)s END,
+    updated_at = now()
+WHERE id = %(id)s AND (error IS NULL OR position(%(note)s IN error) = 0);
