@@ -23,6 +23,12 @@ run: $(STAMP)
 test: $(STAMP)
 	PYTHONFAULTHANDLER=1 $(PY) -m pytest $(ARGS)
 
+bench: $(STAMP)
+	$(PY) -m benchmarks.run $(ARGS)
+
+bench-smoke: $(STAMP)
+	$(PY) -m pytest tests/acceptance/test_benchmark_smoke.py $(ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 

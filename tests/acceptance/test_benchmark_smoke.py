@@ -1,0 +1,62 @@
+"""Smoke test of `python -m benchmarks.run`: a tiny corpus, every default scenario plus search
+and reindex, figures for each and the table and JSON produced. Asserts no timing at all."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from benchmarks import run as bench
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, (int, float)) and not math.isnan(value) and value > 0
+
+
+def test_benchmark_smoke(request: pytest.FixtureRequest, tmp_path: Path,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    admin = os.environ.get("ALFRD_TEST_DATABASE_URL") or request.getfixturevalue("pg_admin")
+    out = tmp_path / "bench.json"
+    rc = bench.main([
+        "--database-url", admin, "--files", "200", "--pdfs", "3",
+        "--latency-rates", "100", "--latency-seconds", "1",
+        "--search-docs", "2000", "--search-words", "40",
+        "--json", str(out), "--workdir", str(tmp_path)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    res = json.loads(out.read_text())
+    sc = res["scenarios"]
+    assert set(sc) == {"limit", "naive", "backlog", "live", "latency", "search", "reindex"}
+
+    for name in ("limit", "naive", "backlog", "live"):
+        r = sc[name]
+        assert r["files"] == 203, (name, r)
+        assert r["rows"] == 203 and r["failed_rows"] == 0, (name, r)
+        assert _positive(r["seconds"]) and _positive(r["files_per_s"]), (name, r)
+    for name in ("backlog", "live"):
+        assert sc[name]["committed"] == 203 and sc[name]["inbox_left"] == 0
+        assert _positive(sc[name]["vmhwm_mb"])
+
+    lat = sc["latency"]["100"]
+    assert lat["committed"] == lat["files"] == 100
+    assert all(_positive(lat[k]) for k in ("p50_ms", "p95_ms", "p99_ms", "achieved_rate"))
+
+    s = sc["search"]
+    assert s["documents"] == 2000 and s["cli_ok"]
+    assert _positive(s["p50_ms"]) and _positive(s["p95_ms"])
+    assert all(_positive(b["p95_ms"]) for b in s["bands"].values())
+    assert s["explain"]
+
+    ri = sc["reindex"]
+    assert ri["writer_error"] is None
+    assert _positive(ri["seconds"]) and _positive(ri["max_stall_s"])
+    assert ri["batches"] >= 4 and ri["writer_commits_during"] > 0
+
+    for heading in ("Throughput", "files/s", "vs limit", "vs naive", "Close-to-commit latency",
+                    "Search over 2,000 documents", "Reindex of", "Targets (issue 7)"):
+        assert heading in printed, heading
+    assert "PASS" in printed or "MISS" in printed
