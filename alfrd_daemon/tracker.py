@@ -7,6 +7,7 @@ never held in memory at once) and hands ready paths to the pool through a non-bl
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import logging
@@ -29,7 +30,6 @@ from .watch import Kind, Signal, scan
 log = logging.getLogger("alfrd.tracker")
 
 RETRY_BUSY_SECONDS = 0.5
-QUEUE_FULL_RECHECK = 0.05
 
 
 @dataclass
@@ -73,6 +73,12 @@ class Tracker:
         self._stop = threading.Event()
         self.heartbeat = time.monotonic()
         self.backlog = False
+        # Ready but not yet handed over (pool full, or intake paused): waits here in arrival
+        # order instead of being re-examined on a timer. A later event for a path takes it out
+        # of `ready_set`, and its stale deque entry is skipped.
+        self.ready: collections.deque[str] = collections.deque()
+        self.ready_set: set[str] = set()
+        self.ready_retries: collections.deque[WorkItem] = collections.deque()
         self._warned_watch_limit = False
 
     # --- called from other threads -------------------------------------------------------------
@@ -124,6 +130,7 @@ class Tracker:
                         break
             self._maybe_scan()
             self._run_due()
+            self._hand_over()
 
     def _handle(self, msg: Signal | tuple[str, object]) -> None:
         now = time.monotonic()
@@ -166,6 +173,7 @@ class Tracker:
             self.folders.add(parent)
         if sig.kind is Kind.DELETED:
             return  # decide() notices on its next look
+        self.ready_set.discard(rel)  # something happened to it: judge it again
         s = self.sightings.get(rel)
         if s is None:
             if len(self.sightings) >= self.s.max_tracked:
@@ -264,14 +272,13 @@ class Tracker:
         while self._heap and self._heap[0][0] <= now:
             _, _, entry = heapq.heappop(self._heap)
             if isinstance(entry, _Retry):
-                if not self.submit(entry.item):
-                    self._push(now + QUEUE_FULL_RECHECK, entry)
+                self.ready_retries.append(entry.item)
                 continue
             self._consider(entry, now)
 
     def _consider(self, rel: str, now: float) -> None:
         s = self.sightings.get(rel)
-        if s is None:
+        if s is None or rel in self.ready_set:
             return
         if rel in self.in_flight:
             self._push(now + RETRY_BUSY_SECONDS, rel)
@@ -289,17 +296,34 @@ class Tracker:
             if quiet_due != float("inf"):
                 self._push(quiet_due, rel)
             return
-        if not self.intake_open():
-            self._push(now + RETRY_BUSY_SECONDS, rel)
-            return
         if not self._folder_ready(rel, s, now):
             return
-        if self.submit(WorkItem(rel)):
+        if rel not in self.ready_set:
+            self.ready_set.add(rel)
+            self.ready.append(rel)
+
+    def _hand_over(self) -> None:
+        """Submit waiting work while the pool has room: retries of claimed files first (they
+        are probes while the database is away), then new files if intake is open."""
+        while self.ready_retries:
+            if not self.submit(self.ready_retries[0]):
+                return
+            self.ready_retries.popleft()
+        while self.ready and self.intake_open():
+            rel = self.ready[0]
+            if rel not in self.ready_set or rel in self.in_flight:
+                self.ready.popleft()  # stale: an event took it back, or it is already busy
+                if rel in self.in_flight and rel in self.ready_set:
+                    self.ready_set.discard(rel)
+                    self._push(time.monotonic() + RETRY_BUSY_SECONDS, rel)
+                continue
+            if not self.submit(WorkItem(rel)):
+                return
+            self.ready.popleft()
+            self.ready_set.discard(rel)
             self.in_flight.add(rel)
             self.sightings.pop(rel, None)
             self.folders.discard(rel)
-        else:
-            self._push(now + QUEUE_FULL_RECHECK, rel)
 
     def _observe(self, rel: str) -> Observed:
         path = self.s.inbox / rel

@@ -41,6 +41,12 @@ class Signal:
     relpath: str
 
 
+# Only what readiness needs. Leaving out opens, reads (close-no-write) and deletions means our
+# own hashing, extraction and cleanup of claimed files raise no inotify events at all.
+WANTED_EVENTS = [wd.FileCreatedEvent, wd.DirCreatedEvent, wd.FileModifiedEvent,
+                 wd.FileClosedEvent, wd.FileMovedEvent, wd.DirMovedEvent]
+
+
 class EventTranslator(wd.FileSystemEventHandler):
     """watchdog events → Signals for paths inside the inbox (never our claim area)."""
 
@@ -124,7 +130,7 @@ def start_observer(
         observer: BaseObserver = InotifyObserver()
         try:
             observer.schedule(handler, os.fsdecode(inbox), recursive=recursive,
-                              event_filter=None)
+                              event_filter=WANTED_EVENTS)
             observer.start()
             return observer, "inotify"
         except OSError as exc:
@@ -135,7 +141,8 @@ def start_observer(
     from watchdog.observers.polling import PollingObserver
 
     observer = PollingObserver(timeout=poll_interval)
-    observer.schedule(handler, os.fsdecode(inbox), recursive=recursive)
+    observer.schedule(handler, os.fsdecode(inbox), recursive=recursive,
+                      event_filter=WANTED_EVENTS)
     observer.start()
     return observer, "polling"
 
