@@ -85,6 +85,7 @@ class WorkerSettings:
     retry_initial: float = 1.0
     retry_max: float = 60.0
     stuck_seconds: float = 600.0
+    commit_batch: int = 256
 
 
 @dataclass(frozen=True)
@@ -322,6 +323,7 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
         retry_initial=wk.get("retry_initial", 1.0, _number(0.01, 3600), "seconds"),
         retry_max=wk.get("retry_max", 60.0, _number(0.01, 86400), "seconds"),
         stuck_seconds=wk.get("stuck_seconds", 600.0, _number(1, 86400), "seconds"),
+        commit_batch=wk.get("commit_batch", 256, _integer(1, 10000), ""),
     )
     wk.finish()
 

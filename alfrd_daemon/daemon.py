@@ -25,6 +25,7 @@ from psycopg.types.json import Jsonb
 
 from . import db as dbmod
 from .claim import ClaimArea
+from .committer import Committer
 from .config import ConfigError, Settings, check_paths, load_settings
 from .failed import FailedFolder
 from .ingest import Counters, Ingestor, Outcome, WorkItem
@@ -119,6 +120,7 @@ class Daemon:
         self._db_ok = True
         self.busy: dict[int, float] = {}  # worker thread → when it took its current file
         self.monitor_thread: threading.Thread | None = None
+        self.committer: Committer | None = None
         self.monitor_beat = time.monotonic()
 
     # --- start ---------------------------------------------------------------------------------
@@ -151,8 +153,12 @@ class Daemon:
         failed.open()
         self.claims = ClaimArea(s.inbox.path, self.instance)
         self.claims.open()
+        self.committer = Committer(self.db, s.store_path, fsync=s.store.fsync,
+                                   max_batch=s.workers.commit_batch)
+        self.committer.start()
         self.ingestor = Ingestor(settings=s, db=self.db, store=store, claims=self.claims,
-                                 failed=failed, counters=self.counters)
+                                 failed=failed, counters=self.counters,
+                                 committer=self.committer, on_complete=self._complete)
         self.executor = ThreadPoolExecutor(max_workers=s.workers.count,
                                            thread_name_prefix="alfrd-worker")
         self.tracker = Tracker(self._tracker_settings(s), self._submit,
@@ -230,14 +236,21 @@ class Daemon:
             self.counters.transient("internal error; see the log")
         finally:
             self.busy.pop(me, None)
-            self.slots.release()
-            if outcome is Outcome.RETRY:
-                claimed = os.path.lexists(self.claims.path(item.relpath))
-                if claimed:
-                    item = WorkItem(item.relpath, claimed=True, attempt=item.attempt)
-                self.tracker.finished(item, claimed, outcome is Outcome.BUSY)
-            else:
-                self.tracker.finished(item, False, outcome is Outcome.BUSY)
+            if outcome is not Outcome.PENDING:
+                self._complete(item, outcome)
+
+    def _complete(self, item: WorkItem, outcome: Outcome) -> None:
+        """A file is done (from a worker, or from the committer for batched files): free its
+        slot and tell the readiness loop, which retries claimed files that hit a snag."""
+        assert self.tracker is not None and self.claims is not None
+        self.slots.release()
+        if outcome is Outcome.RETRY:
+            claimed = os.path.lexists(self.claims.path(item.relpath))
+            if claimed:
+                item = WorkItem(item.relpath, claimed=True, attempt=item.attempt)
+            self.tracker.finished(item, claimed, False)
+        else:
+            self.tracker.finished(item, False, outcome is Outcome.BUSY)
 
     # --- main loop -----------------------------------------------------------------------------
     def run(self) -> int:
@@ -310,11 +323,18 @@ class Daemon:
     def health_problem(self) -> str | None:
         if self.tracker_thread is not None and not self.tracker_thread.is_alive():
             return "fatal: the readiness loop died"
+        if self.committer is not None and not self.committer.alive() and (
+                not self.stop_event.is_set()):
+            return "fatal: the committer died"
         if self.observer is not None and not self.observer.is_alive():
             return "fatal: the file watcher died"
         now = time.monotonic()
         if self.tracker is not None and now - self.tracker.heartbeat > 30:
             return "readiness loop stalled"
+        since = self.committer.busy_since if self.committer is not None else None
+        if since is not None and now - since > self.settings.workers.stuck_seconds:
+            return (f"committer stuck: one commit has taken over "
+                    f"{self.settings.workers.stuck_seconds:g} s")
         busy = list(self.busy.values())
         limit = self.settings.workers.stuck_seconds
         if len(busy) >= self.settings.workers.count and now - max(busy) > limit:
@@ -439,6 +459,8 @@ class Daemon:
             self.tracker.stop()
         if self.executor is not None:
             self._drain(self.settings.workers.drain_timeout)
+        if self.committer is not None:
+            self.committer.stop(self.settings.workers.drain_timeout)
         if self.jobs is not None:
             self.jobs.join(self.settings.workers.drain_timeout)
         if self.observer is not None:

@@ -9,6 +9,7 @@ full) leaves the file claimed and asks for a retry.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -16,15 +17,18 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 
-from . import folderdoc
+from . import committer, folderdoc
 from .claim import ClaimArea, ClaimBusy
+from .committer import Committer, Pending
 from .config import Settings
 from .db import QUERIES, Database, DatabaseUnavailable
 from .extract import Extraction, ExtractLimits, PermanentExtractionError, extract
@@ -48,6 +52,7 @@ class Outcome(Enum):
     GONE = "gone"
     RETRY = "retry"
     BUSY = "busy"
+    PENDING = "pending"  # handed to the committer; finished later through on_complete
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,8 @@ class Ingestor:
         claims: ClaimArea,
         failed: FailedFolder,
         counters: Counters | None = None,
+        committer: Committer | None = None,
+        on_complete: Callable[[WorkItem, Outcome], None] | None = None,
     ):
         self.settings = settings
         self.db = db
@@ -166,6 +173,8 @@ class Ingestor:
         self.claims = claims
         self.failed = failed
         self.counters = counters or Counters()
+        self.committer = committer
+        self.on_complete = on_complete
         self.instance = claims.instance
         self.hostname = socket.gethostname()
 
@@ -187,7 +196,8 @@ class Ingestor:
         finally:
             with self.counters.lock:
                 self.counters.in_progress -= 1
-        self.counters.add(outcome)
+        if outcome is not Outcome.PENDING:
+            self.counters.add(outcome)
         return outcome
 
     def _process(self, item: WorkItem) -> Outcome:
@@ -214,7 +224,7 @@ class Ingestor:
             st = os.lstat(path)
             if stat.S_ISDIR(st.st_mode) and (path / folderdoc.META_NAME).is_file():
                 return self._process_folder(relpath, path)
-            return self._process_file(relpath, path)
+            return self._process_file(relpath, path, item)
         except Transient as exc:
             self._transient(relpath, str(exc))
             return Outcome.RETRY
@@ -231,22 +241,53 @@ class Ingestor:
               level=logging.WARNING, path=display_text(relpath), reason=reason)
 
     # --- one file ------------------------------------------------------------------------------
-    def _process_file(self, relpath: str, path: Path) -> Outcome:
+    def _process_file(self, relpath: str, path: Path, item: WorkItem) -> Outcome:
+        """First attempts go through the committer (group commit, one syncfs per batch);
+        retries take the one-file path, flushing and committing on their own."""
         name = display_text(Path(relpath).name)
+        batched = self.committer is not None and item.attempt == 0
         try:
-            read = self._read(path)
+            read = self._read(path, sync=not batched)
             extraction = self._extract(path, Path(relpath).name)
         except Permanent as exc:
             return self._fail(relpath, path, exc)
-        stored = self._store(path, read.sha256)
+        stored = self._store(path, read.sha256, sync=not batched)
         row = self._row(relpath, read, extraction, stored)
         arrival = self._arrival(relpath, name, read)
-        outcome, document_id = self._record(Prepared(row, arrival))
+        if batched:
+            assert self.committer is not None
+            self.committer.submit(Pending(row, arrival, functools.partial(
+                self._committed, item, read.sha256)))
+            return Outcome.PENDING
+        try:
+            outcome, document_id = self._record(Prepared(row, arrival))
+        except Permanent as exc:
+            return self._fail(relpath, path, exc)
         self.claims.release(relpath)
         self._log_outcome(outcome, relpath, read.sha256, document_id)
         return outcome
 
-    def _read(self, path: Path) -> ReadResult:
+    def _committed(self, item: WorkItem, sha256: str, result: str | BaseException,
+                   document_id: str | None, replayed: bool) -> None:
+        """The committer's verdict on one file (runs in the committer thread)."""
+        relpath = item.relpath
+        if isinstance(result, BaseException):
+            reason = (f"database unavailable: {result}" if isinstance(result, DatabaseUnavailable)
+                      else f"commit failed: {type(result).__name__}: {result}")
+            self._transient(relpath, reason)
+            outcome = Outcome.RETRY  # stays claimed; the retry commits on its own
+        else:
+            outcome = Outcome(result)
+            if replayed:
+                log.info("claim replayed after a restart; already recorded: %s",
+                         display_text(relpath))
+            self.claims.release(relpath)
+            self._log_outcome(outcome, relpath, sha256, str(document_id))
+        self.counters.add(outcome)
+        if self.on_complete is not None:
+            self.on_complete(item, outcome)
+
+    def _read(self, path: Path, *, sync: bool = True) -> ReadResult:
         """Hash while reading once, never following links and never blocking on a FIFO."""
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode):
@@ -266,11 +307,11 @@ class Ingestor:
                 raise Permanent("a symbolic link (links are never followed)") from exc
             raise
         try:
-            return self._hash_fd(fd, limit)
+            return self._hash_fd(fd, limit, sync=sync)
         finally:
             os.close(fd)
 
-    def _hash_fd(self, fd: int, limit: int) -> ReadResult:
+    def _hash_fd(self, fd: int, limit: int, *, sync: bool = True) -> ReadResult:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             raise Permanent(f"{kind_of(before.st_mode)}: only regular files are ingested")
@@ -292,7 +333,7 @@ class Ingestor:
             raise Transient("the file changed while it was read; a writer still has it open")
         if size == 0:
             raise Permanent("empty file (0 bytes)", size=0)
-        if self.settings.store.fsync:
+        if sync and self.settings.store.fsync:
             os.fsync(fd)
         sha = h.hexdigest()
         key = f"{after.st_dev}:{after.st_ino}:{after.st_mtime_ns}:{size}:{sha}"
@@ -313,9 +354,10 @@ class Ingestor:
             log.exception("extractor crashed on %s", display_text(name))
             raise Permanent(f"extractor error: {type(exc).__name__}: {exc}") from exc
 
-    def _store(self, path: Path, sha256: str) -> str:
+    def _store(self, path: Path, sha256: str, *, sync: bool = True) -> str:
         try:
-            return self.store.put(path, sha256, data_synced=True)
+            return self.store.put(path, sha256, data_synced=True,
+                                  sync=self.settings.store.fsync and sync)
         except OSError as exc:
             raise Transient(f"cannot write the store: {exc.strerror or exc}") from exc
 
@@ -360,35 +402,16 @@ class Ingestor:
         }
 
     def _record(self, p: Prepared) -> tuple[Outcome, str]:
-        with self.db.transaction() as cur:
-            outcome = Outcome.INGESTED
-            row = cur.execute(QUERIES["insert_document"], p.row).fetchone()
-            if row is not None:
-                document_id = row["id"]
-            else:
-                existing = cur.execute(
-                    QUERIES["find_existing_document"],
-                    {"sha256": p.row["sha256"], "id": p.row["id"]},
-                ).fetchone()
-                if existing is None:
-                    raise DatabaseUnavailable("conflicting row vanished; retrying")
-                document_id = existing["id"]
-                if existing["status"] == "failed" and p.row["status"] != "failed":
-                    cur.execute(QUERIES["replace_failed_document"],
-                                {**p.row, "existing_id": document_id})
-                else:
-                    outcome = Outcome.DUPLICATE
-            recorded = cur.execute(
-                QUERIES["insert_arrival"],
-                {**p.arrival, "document_id": document_id,
-                 "outcome": "failed" if p.row["status"] == "failed" else outcome.value},
-            ).fetchone()
-            if recorded is None:
-                log.info("claim replayed after a restart; already recorded: %s",
-                         p.arrival["source_path"])
-            elif outcome is Outcome.INGESTED:
-                cur.execute(QUERIES["notify_document"], {"document_id": str(document_id)})
-        return outcome, str(document_id)
+        """One file's transaction, written by the same code as a committer batch."""
+        try:
+            [(outcome, document_id, replayed)] = committer.write_rows(
+                self.db, [(p.row, p.arrival)])
+        except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+            raise Permanent(f"the database refused the row: {exc}") from exc
+        if replayed:
+            log.info("claim replayed after a restart; already recorded: %s",
+                     p.arrival["source_path"])
+        return Outcome(outcome), document_id
 
     def _log_outcome(self, outcome: Outcome, relpath: str, sha: str, doc_id: str) -> None:
         shown = display_text(relpath)

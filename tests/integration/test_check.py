@@ -156,7 +156,7 @@ def test_repair_returns_a_committed_claim_without_ingesting_it_twice(
     data = b"committed, then the daemon died"
     (inbox / "once.txt").write_bytes(data)
     crashing = CrashingDaemon(config, tmp_path / "crash.log",
-                              "alfrd_daemon.ingest:Ingestor._record", 1, "after").start()
+                              "alfrd_daemon.committer:write_rows", 1, "after").start()
     assert crashing.proc is not None
     crashing.proc.wait(60)
     crashing.kill()

@@ -84,9 +84,9 @@ CRASH_POINTS = [
     # (patched function, which call, before/after it): the window it opens
     pytest.param("alfrd_daemon.claim:ClaimArea.claim", 3, "after", id="claimed-not-read"),
     pytest.param("alfrd_daemon.store:Store.put", 3, "after", id="stored-not-committed"),
-    pytest.param("alfrd_daemon.ingest:Ingestor._record", 3, "before",
+    pytest.param("alfrd_daemon.committer:write_rows", 1, "before",
                  id="about-to-commit"),
-    pytest.param("alfrd_daemon.ingest:Ingestor._record", 3, "after",
+    pytest.param("alfrd_daemon.committer:write_rows", 1, "after",
                  id="committed-not-released"),
     pytest.param("alfrd_daemon.ingest:Ingestor._record_failure", 1, "after",
                  id="failure-recorded-not-moved"),
