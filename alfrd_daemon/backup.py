@@ -27,9 +27,11 @@ from psycopg import IsolationLevel, sql
 from psycopg.rows import dict_row
 
 from . import pgtools
+from .db import load_named_queries
 from .jobcontext import JobContext, JobFailed
-from .jobsql import Q
 from .retention import plan_retention
+
+Q = load_named_queries("jobs.sql")
 
 ARCHIVE_RE = re.compile(r"^alfrd-(\d{8}T\d{6}Z)(?:-(\d+))?\.dump$")
 SIDECARS = (".manifest.json", ".content.tsv", ".globals.sql")

@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from .claim import ClaimArea, rename_noreplace
+from .db import load_named_queries
 from .failed import NOTE_SUFFIX, FailedFolder
-from .jobsql import load_named_queries
 from .rules import display_text
 
 Q = load_named_queries("check.sql")

@@ -8,6 +8,7 @@ original psycopg error, which is a bug or bad data).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import re
@@ -47,8 +48,11 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def _load_queries() -> dict[str, str]:
-    text = resources.files("alfrd_daemon").joinpath("sql/queries.sql").read_text("utf-8")
+@functools.cache
+def load_named_queries(filename: str) -> dict[str, str]:
+    """Blocks starting `-- name: x` in sql/<filename> → {x: statement}. Every module's SQL
+    lives in such a file; Python asks for a query by name and passes parameters."""
+    text = resources.files("alfrd_daemon").joinpath("sql", filename).read_text("utf-8")
     queries: dict[str, str] = {}
     for block in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
         name, _, body = block.partition("\n")
@@ -56,7 +60,7 @@ def _load_queries() -> dict[str, str]:
     return queries
 
 
-QUERIES = _load_queries()
+QUERIES = load_named_queries("queries.sql")
 
 
 def migrations() -> list[tuple[int, str, str]]:

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from .jobsql import load_named_queries
+from .db import load_named_queries
 from .legacy_map import (
     ALFRD_DOCUMENT_KINDS,
     LEGACY_TABLES,

@@ -26,8 +26,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from .config import Settings
-from .db import advisory_key
-from .jobsql import load_named_queries
+from .db import advisory_key, load_named_queries
 from .legacy_files import FileImporter
 from .legacy_map import (
     LEGACY_BY_SOURCE,

@@ -246,18 +246,21 @@ class Ingestor:
         retries take the one-file path, flushing and committing on their own."""
         name = display_text(Path(relpath).name)
         batched = self.committer is not None and item.attempt == 0
+        sync_here = not batched or (self.committer is not None
+                                    and self.committer.wants_worker_fsync())
         try:
-            read = self._read(path, sync=not batched)
+            read = self._read(path, sync=sync_here)
             extraction = self._extract(path, Path(relpath).name)
         except Permanent as exc:
             return self._fail(relpath, path, exc)
-        stored = self._store(path, read.sha256, sync=not batched)
+        stored = self._store(path, read.sha256, sync=sync_here)
         row = self._row(relpath, read, extraction, stored)
         arrival = self._arrival(relpath, name, read)
         if batched:
             assert self.committer is not None
             self.committer.submit(Pending(row, arrival, functools.partial(
-                self._committed, item, read.sha256)))
+                self._committed, item, read.sha256), stored=self.store.path(read.sha256),
+                durable=sync_here))
             return Outcome.PENDING
         try:
             outcome, document_id = self._record(Prepared(row, arrival))

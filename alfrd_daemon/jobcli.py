@@ -136,7 +136,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 
 def cmd_jobs_history(args: argparse.Namespace) -> int:
     from .cli import database, print_json, settings_from
-    from .jobsql import Q
+    from .jobs import Q
 
     settings = settings_from(args)
     name = canonical_job_name(args.name) if args.name else None

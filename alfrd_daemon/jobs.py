@@ -33,9 +33,9 @@ from psycopg.types.json import Jsonb
 
 from . import db as dbmod
 from .backup import run_backup
+from .db import load_named_queries
 from .jobcontext import Cancelled, JobContext, JobFailed, Reporter
 from .jobsettings import JOB_ATTRS
-from .jobsql import Q
 from .logs import event, mask_dsn
 from .pgtools import NoSuitableTool
 from .prune import run_prune
@@ -43,6 +43,8 @@ from .reindex import run_reindex
 from .restore import run_restore_test
 from .retry import run_retry_failed
 from .schedule import make_trigger, missed_slot, next_fire, previous_fire
+
+Q = load_named_queries("jobs.sql")
 
 log = logging.getLogger("alfrd.jobs")
 

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from .jobsql import load_named_queries
+from .db import load_named_queries
 from .legacy_map import LEGACY_BY_SOURCE, table_checksum, text_digest
 
 Q = load_named_queries("legacy.sql")

@@ -206,7 +206,8 @@ class StderrFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
+        stamp = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                 + f".{int(record.msecs):03d}Z")
         line = (
             f"{stamp} {record.levelname:<5} {record.name} "
             f"{_escape_newlines(message)}{render_fields(record, message)}"

@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .db import load_named_queries
 from .jobcontext import JobContext
-from .jobsql import Q
+
+Q = load_named_queries("jobs.sql")
 
 BATCH = 5000
 

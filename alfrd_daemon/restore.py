@@ -18,8 +18,10 @@ from psycopg.rows import dict_row
 
 from . import pgtools
 from .backup import Backup, _count_tables, _sha256, find_backup, list_backups, search_fingerprint
+from .db import load_named_queries
 from .jobcontext import JobContext, JobFailed
-from .jobsql import Q
+
+Q = load_named_queries("jobs.sql")
 
 log = logging.getLogger("alfrd.restore")
 

@@ -169,3 +169,6 @@ WHERE id IN (
       AND r.id <> (SELECT l.id FROM job_runs l WHERE l.job = r.job
                    ORDER BY l.started_at DESC, l.id DESC LIMIT 1)
     LIMIT %(limit)s);
+
+-- name: reindex_clean_pending_list
+SELECT gin_clean_pending_list('documents_search_vector_idx'::regclass);

@@ -331,7 +331,7 @@ def test_a_surviving_daemon_adopts_the_claims_of_one_that_died(
     inbox = tmp_path / "inbox"
     survivor = DaemonProcess(config, tmp_path / "survivor.log").start()
     victim = CrashingDaemon(config, tmp_path / "victim.log",
-                            "alfrd_daemon.store:Store.put", 20, "after").start()
+                            "alfrd_daemon.store:Store.put", 5, "after").start()
     try:
         survivor.wait_started()
         victim.wait_started()

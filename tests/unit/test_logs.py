@@ -16,7 +16,7 @@ from systemd.journal import JournalHandler
 from alfrd_daemon import logs
 from alfrd_daemon.logs import event, journal_fields, journal_wanted, mask_dsn, setup_logging
 
-STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
 
 @pytest.fixture(autouse=True)
