@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from . import db as dbmod
@@ -31,7 +32,7 @@ from .failed import FailedFolder
 from .ingest import Counters, Ingestor, Outcome, WorkItem
 from .jobs import JobScheduler, tracker_rescan_interval
 from .logs import event, mask_dsn, setup_logging
-from .pgcluster import Cluster
+from .pgcluster import Cluster, ClusterError
 from .rules import ReadinessParams
 from .sdnotify import Notifier
 from .store import Store
@@ -66,7 +67,7 @@ def resolve_database(settings: Settings, environ: dict[str, str] | None = None,
         return DatabaseTarget("", None)  # libpq reads PG* itself
     cluster = Cluster(settings.embedded_dir)
     if start_embedded:
-        cluster.start()
+        cluster.start(timeout=settings.database.startup_timeout)
         cluster.ensure_database("alfrd")
     return DatabaseTarget(cluster.conninfo("alfrd"), cluster)
 
@@ -131,22 +132,7 @@ class Daemon:
             raise StartupError("; ".join(problems))
         s.inbox.path.mkdir(parents=True, exist_ok=True)
         s.state_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self.target = resolve_database(s)
-        except Exception as exc:
-            raise StartupError(f"embedded PostgreSQL: {exc}") from exc
-        self.db = dbmod.Database(
-            self.target.conninfo, min_size=s.database.pool_min, max_size=s.database.pool_max,
-            connect_timeout=s.database.connect_timeout,
-            reconnect_timeout=s.database.reconnect_timeout)
-        try:
-            self.db.open(timeout=s.database.startup_timeout)
-            with self.db.connection() as conn:
-                applied = dbmod.migrate(conn)
-        except dbmod.DatabaseUnavailable as exc:
-            raise StartupError(str(exc)) from exc
-        if applied:
-            log.info("applied migrations: %s", ", ".join(applied))
+        self._connect_database()
         store = Store(s.store_path, fsync=s.store.fsync)
         store.open()
         failed = FailedFolder(s.failed_path)
@@ -176,6 +162,35 @@ class Daemon:
               sd_notify=self.notifier.transport if self.notifier.enabled else "off")
         self.jobs = JobScheduler(s, self.target.conninfo, self.instance, tracker=self.tracker)
         self.jobs.start()
+
+    def _connect_database(self) -> None:
+        """The embedded server or the configured one, waited for (it may still be starting or
+        recovering: a restart right after a crash), migrated, with the pool open."""
+        s = self.settings
+        waited = "(raise database.startup_timeout if it needs longer)"
+        try:
+            self.target = resolve_database(s)
+        except dbmod.DatabaseUnavailable as exc:
+            raise StartupError(f"embedded PostgreSQL: {exc} {waited}") from exc
+        except (ClusterError, OSError, psycopg.Error) as exc:
+            # What the cluster raises for a reason worth a line: a failed pg_ctl or initdb, a
+            # directory it cannot make, a database it cannot create. Anything else is a bug.
+            raise StartupError(f"embedded PostgreSQL: {exc}") from exc
+        self.db = dbmod.Database(
+            self.target.conninfo, min_size=s.database.pool_min, max_size=s.database.pool_max,
+            connect_timeout=s.database.connect_timeout,
+            reconnect_timeout=s.database.reconnect_timeout)
+        try:
+            self.db.open(timeout=s.database.startup_timeout)
+        except dbmod.DatabaseUnavailable as exc:
+            raise StartupError(f"{exc} {waited}") from exc
+        try:
+            with self.db.connection() as conn:
+                applied = dbmod.migrate(conn)
+        except (dbmod.DatabaseUnavailable, psycopg.Error) as exc:
+            raise StartupError(f"cannot apply the schema migrations: {exc}") from exc
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
 
     def _tracker_settings(self, s: Settings) -> TrackerSettings:
         return TrackerSettings(

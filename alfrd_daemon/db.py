@@ -13,6 +13,7 @@ import hashlib
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -96,6 +97,52 @@ def connect(
         raise DatabaseUnavailable(f"cannot connect to {mask_dsn(conninfo)}: {exc}") from exc
 
 
+def connection_problem(exc: BaseException) -> str:
+    """The line of a libpq connection error that says why: the server's FATAL message with its
+    DETAIL ("the database system is starting up"), else the first line ("... failed:
+    Connection refused")."""
+    text = str(exc).removeprefix("connection failed: ").strip()
+    if "FATAL:" in text:
+        message, _, detail = text.rsplit("FATAL:", 1)[1].partition("DETAIL:")
+        message, detail = message.strip(), " ".join(detail.split())
+        return f"{message} ({detail})" if detail else message
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def wait_until_accepting(conninfo: str, *, timeout: float, connect_timeout: float = 10.0,
+                         interval: float = 0.25) -> None:
+    """Return once the server takes a connection; raise DatabaseUnavailable after `timeout`.
+
+    A server that was just started, is in crash recovery or is a standby not yet consistent
+    refuses connections for a while ("the database system is starting up"); so does one
+    whose socket is not there yet. A restart in that window must wait, not exit. Our own
+    short, regular attempts rather than the pool's: its retry delay doubles, so it could
+    connect many seconds after the server is up."""
+    deadline = time.monotonic() + timeout
+    said = ""
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            with connect(conninfo, connect_timeout=max(1.0, min(connect_timeout, left))):
+                pass
+        except DatabaseUnavailable as exc:
+            reason = connection_problem(exc.__cause__ or exc)
+        else:
+            if said:
+                log.info("PostgreSQL at %s accepts connections now", mask_dsn(conninfo))
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise DatabaseUnavailable(
+                f"PostgreSQL at {mask_dsn(conninfo)} did not accept connections within "
+                f"{timeout:.0f} s: {reason}")
+        if reason != said:
+            log.warning("waiting up to %.0f s for PostgreSQL at %s to accept connections: %s",
+                        left, mask_dsn(conninfo), reason)
+            said = reason
+        time.sleep(min(interval, left))
+
+
 class Database:
     """One bounded, health-checked, self-reconnecting pool shared by every worker.
 
@@ -132,16 +179,20 @@ class Database:
         log.error("database reconnection gave up after the reconnect timeout; retrying")
 
     def open(self, timeout: float = 30.0) -> None:
+        """Wait (up to `timeout` in all) for the server to accept connections, then fill the
+        pool."""
+        deadline = time.monotonic() + timeout
+        wait_until_accepting(self.conninfo, timeout=timeout, connect_timeout=self.connect_timeout)
         try:
-            self.pool.open(wait=True, timeout=timeout)
+            self.pool.open(wait=True, timeout=max(1.0, deadline - time.monotonic()))
         except psycopg_pool.PoolTimeout as exc:
             self.pool.close()
             raise DatabaseUnavailable(
                 f"no connection to {mask_dsn(self.conninfo)} within {timeout:g} s"
             ) from exc
 
-    def close(self) -> None:
-        self.pool.close(timeout=5)
+    def close(self, timeout: float = 5.0) -> None:
+        self.pool.close(timeout=timeout)
 
     def check(self) -> None:
         """Drops dead idle connections so the pool refills with live ones."""

@@ -18,9 +18,11 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import db as dbmod
 from .sdnotify import child_environ
 
 log = logging.getLogger("alfrd.pgcluster")
@@ -71,12 +73,18 @@ def _service_user() -> pwd.struct_passwd | None:
     try:
         return pwd.getpwnam(SERVICE_USER)
     except KeyError:
+        pass
+    try:
         subprocess.run(
             ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
              "--user-group", SERVICE_USER],
-            check=True, capture_output=True,
+            check=True, capture_output=True, text=True,
         )
-        return pwd.getpwnam(SERVICE_USER)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", None) or str(exc)
+        raise ClusterError(f"cannot create the system user {SERVICE_USER!r} the embedded "
+                           f"PostgreSQL runs as: {detail.strip()}") from exc
+    return pwd.getpwnam(SERVICE_USER)
 
 
 def _reachable_by(path: Path, user: pwd.struct_passwd) -> bool:
@@ -153,6 +161,8 @@ class Cluster:
         except subprocess.CalledProcessError as exc:
             detail = (exc.stderr or exc.stdout or "").strip().splitlines()[-3:]
             raise ClusterError(f"{Path(args[0]).name} failed: {' '.join(detail)}") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise ClusterError(f"{Path(args[0]).name} did not finish within {timeout:g} s") from exc
 
     def _own(self, path: Path) -> None:
         if self.user is not None:
@@ -190,10 +200,19 @@ class Cluster:
         return result.returncode == 0
 
     def start(self, timeout: float = 60) -> None:
+        """Start the server, or adopt the one running, and return once it takes connections:
+        an adopted server may still be starting or in crash recovery (its daemon was killed
+        meanwhile). Raises ClusterError, or DatabaseUnavailable when it does not accept
+        connections within `timeout`."""
+        deadline = time.monotonic() + timeout
         self.init()
         if self.running():
             log.info("adopting the running private PostgreSQL in %s", self.data_dir)
-            return
+        else:
+            self._launch(max(1.0, deadline - time.monotonic()))
+        dbmod.wait_until_accepting(self.conninfo(), timeout=max(1.0, deadline - time.monotonic()))
+
+    def _launch(self, timeout: float) -> None:
         sock = self.socket_dir
         sock.mkdir(mode=0o755, parents=True, exist_ok=True)
         self._own(sock)

@@ -1,0 +1,112 @@
+"""Start-up, reload and shutdown of the real daemon: a server that is still starting, start-up
+problems on the file system, SIGHUP with settings that need a restart, one stop deadline."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from alfrd_daemon.pgcluster import Cluster
+from tests.helpers import (
+    DaemonProcess,
+    inbox_files,
+    query,
+    wait_for,
+)
+from tests.integration.faultkit import fault_config
+from tests.integration.test_systemd_protocol import NotifyListener, notify_env
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def listener(tmp_path: Path) -> Iterator[NotifyListener]:
+    lst = NotifyListener(tmp_path / "notify.sock")
+    try:
+        yield lst
+    finally:
+        lst.close()
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory the `alfrd` user can enter, for state dirs holding an embedded server."""
+    root = Path(tempfile.mkdtemp(prefix="alfrd-lifecycle-"))
+    os.chmod(root, 0o755)
+    try:
+        yield root
+    finally:
+        for pid_file in list(root.glob("**/postmaster.pid")):
+            Cluster(pid_file.parent.parent).destroy()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- a server that is still starting ------------------------------------------------------------
+def start_refusing_cluster(root: Path) -> Cluster:
+    """A real server that is up but refuses every connection the way one in crash recovery
+    does (a standby with hot_standby off: SQLSTATE 57P03, "not accepting connections") until
+    it is promoted. Deterministic, unlike racing a real recovery."""
+    cluster = Cluster(root)
+    cluster.start()
+    cluster.ensure_database("alfrd")
+    cluster.stop()
+    (cluster.data_dir / "standby.signal").touch()
+    with open(cluster.data_dir / "postgresql.auto.conf", "a") as conf:
+        conf.write("hot_standby = off\n")
+    cluster._launch(timeout=30)
+    with pytest.raises(Exception, match="not accepting connections"):
+        cluster.ensure_database("alfrd")
+    return cluster
+
+
+def promote(cluster: Cluster) -> None:
+    cluster._run([cluster._bin("pg_ctl"), "-D", str(cluster.data_dir), "-w", "promote"])
+
+
+@pytest.mark.parametrize("server", ["embedded", "external"])
+def test_a_server_still_starting_is_waited_for(open_dir: Path, server: str) -> None:
+    cluster = start_refusing_cluster(open_dir / "var" / "postgres")
+    url = None if server == "embedded" else cluster.conninfo("alfrd")
+    config = fault_config(open_dir, url, database={"startup_timeout": 60})
+    daemon = DaemonProcess(config, open_dir / "daemon.log").start()
+    try:
+        wait_for(lambda: "to accept connections: the database system is not accepting "
+                 "connections" in daemon.log(), 30, "the daemon to say what it waits for",
+                 alive=daemon.assert_alive)
+        promote(cluster)
+        daemon.wait_started()
+        (open_dir / "inbox" / "after-recovery.txt").write_text("the server is up now")
+        wait_for(lambda: not inbox_files(open_dir / "inbox"), 20, "ingest",
+                 alive=daemon.assert_alive)
+        assert query(cluster.conninfo("alfrd"), "SELECT count(*) AS n FROM documents")[0][
+            "n"] == 1
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+
+
+@pytest.mark.parametrize("server", ["embedded", "external"])
+def test_a_server_that_never_accepts_connections_is_one_line(
+    open_dir: Path, server: str, listener: NotifyListener
+) -> None:
+    cluster = start_refusing_cluster(open_dir / "var" / "postgres")
+    url = None if server == "embedded" else cluster.conninfo("alfrd")
+    config = fault_config(open_dir, url, database={"startup_timeout": 2})
+    daemon = DaemonProcess(config, open_dir / "daemon.log", env=notify_env(listener)).start()
+    assert daemon.proc is not None
+    started = time.monotonic()
+    assert daemon.proc.wait(30) == 1
+    assert time.monotonic() - started < 15
+    daemon.kill()
+    [line] = [x for x in daemon.log().splitlines() if "cannot start" in x]
+    assert "did not accept connections within 2 s" in line, line
+    assert "not accepting connections" in line and "database.startup_timeout" in line, line
+    assert "Traceback" not in daemon.log()
+    listener.wait(lambda m: "did not accept connections" in m.get("STATUS", ""), 5,
+                  "STATUS= cannot start")
