@@ -16,6 +16,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,15 +131,20 @@ class Daemon:
         problems = check_paths(s)
         if problems:
             raise StartupError("; ".join(problems))
-        s.inbox.path.mkdir(parents=True, exist_ok=True)
-        s.state_dir.mkdir(parents=True, exist_ok=True)
+        with _opening("inbox", s.inbox.path):
+            s.inbox.path.mkdir(parents=True, exist_ok=True)
+        with _opening("state directory", s.state_dir):
+            s.state_dir.mkdir(parents=True, exist_ok=True)
         self._connect_database()
         store = Store(s.store_path, fsync=s.store.fsync)
-        store.open()
+        with _opening("store", s.store_path):
+            store.open()
         failed = FailedFolder(s.failed_path)
-        failed.open()
+        with _opening("failed folder", s.failed_path):
+            failed.open()
         self.claims = ClaimArea(s.inbox.path, self.instance)
-        self.claims.open()
+        with _opening("claim area", s.claim_root):
+            self.claims.open()
         self.committer = Committer(self.db, s.store_path, fsync=s.store.fsync,
                                    max_batch=s.workers.commit_batch)
         self.committer.start()
@@ -150,9 +156,11 @@ class Daemon:
         self.tracker = Tracker(self._tracker_settings(s), self._submit,
                                intake_open=self._intake_open)
         # Watch first (events queue up), then scan: a file landing in between is not missed.
-        self._start_observer()
+        with _opening("watch on the inbox", s.inbox.path):
+            self._start_observer()
         self.tracker.s = self._tracker_settings(s)  # now that the real watch mode is known
-        self._adopt_orphans()
+        with _opening("claim area", s.claim_root):
+            self._adopt_orphans()
         self.tracker_thread = threading.Thread(target=self.tracker.run, name="alfrd-readiness",
                                                daemon=True)
         self.tracker_thread.start()
@@ -272,11 +280,19 @@ class Daemon:
         self._install_signals()
         try:
             self.start()
-        except (StartupError, ConfigError) as exc:
+        except (StartupError, ConfigError, OSError) as exc:
+            # OSError: a start-up step not wrapped by _opening; its text names the path.
             log.error("cannot start: %s", exc)
             self.notifier.status(f"cannot start: {exc}")
+            self._abort_start()
             self._shutdown_partial()
             return 1
+        except BaseException:
+            # A bug: its traceback is the report, but the pool and the embedded server we
+            # may have started are closed all the same.
+            self._abort_start()
+            self._shutdown_partial()
+            raise
         self._heartbeat()
         self.monitor_thread = threading.Thread(target=self._monitor, name="alfrd-monitor",
                                                daemon=True)
@@ -506,6 +522,20 @@ class Daemon:
             log.warning("drain timeout (%.0f s) passed with files in progress; they stay "
                         "claimed and are finished by the next start", timeout)
 
+    def _abort_start(self) -> None:
+        """Stop what a failed start had already set going, before closing the rest."""
+        if self.observer is not None:
+            with contextlib.suppress(RuntimeError):
+                self.observer.stop()
+        if self.tracker is not None:
+            self.tracker.stop()
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.committer is not None and self.committer.alive():
+            self.committer.stop(5)
+        if self.jobs is not None:
+            self.jobs.stop()
+
     def _shutdown_partial(self) -> None:
         if self.claims is not None:
             self.claims.close()
@@ -514,6 +544,24 @@ class Daemon:
         if self.target is not None:
             with contextlib.suppress(Exception):
                 stop_embedded_if_unused(self.target)
+
+
+@contextlib.contextmanager
+def _opening(what: str, path: Path) -> Iterator[None]:
+    """An OSError while creating or opening one of our directories is a start-up problem
+    (outside the unit's ReadWritePaths=, read-only, under a regular file): one line naming
+    the path and the error, never a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise StartupError(f"cannot open the {what} {path}: {_os_reason(exc, path)}") from exc
+
+
+def _os_reason(exc: OSError, path: Path) -> str:
+    """strerror, plus the path the kernel refused when it is not the one we named."""
+    reason = exc.strerror or str(exc)
+    refused = os.fsdecode(exc.filename) if exc.filename is not None else None
+    return f"{reason}: {refused}" if refused and refused != str(path) else reason
 
 
 def _writable(path: Path) -> bool:

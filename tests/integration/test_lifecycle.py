@@ -110,3 +110,52 @@ def test_a_server_that_never_accepts_connections_is_one_line(
     assert "Traceback" not in daemon.log()
     listener.wait(lambda m: "did not accept connections" in m.get("STATUS", ""), 5,
                   "STATUS= cannot start")
+
+
+# --- file system problems at start -----------------------------------------------------------
+def under_a_file(tmp: Path) -> Path:
+    blocker = tmp / "a-regular-file"
+    blocker.write_text("not a directory")
+    return blocker
+
+
+@pytest.mark.parametrize("where", ["state_dir", "paths.store", "paths.failed", "claim area"])
+def test_a_directory_that_cannot_be_created_is_one_line(
+    tmp_path: Path, db_url: str, listener: NotifyListener, where: str
+) -> None:
+    blocker = under_a_file(tmp_path)
+    overrides: dict[str, object] = {}
+    bad = blocker / "below"
+    if where == "state_dir":
+        overrides["state_dir"] = str(bad)
+    elif where == "claim area":
+        (tmp_path / "inbox").mkdir()
+        (tmp_path / "inbox" / ".alfrd").write_text("a file where the claim area goes")
+        bad = tmp_path / "inbox" / ".alfrd" / "claimed"
+    else:
+        overrides["paths"] = {where.split(".")[1]: str(bad)}
+    config = fault_config(tmp_path, db_url, **overrides)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log", env=notify_env(listener)).start()
+    assert daemon.proc is not None
+    assert daemon.proc.wait(30) == 1
+    daemon.kill()
+    log = daemon.log()
+    assert "Traceback" not in log, log
+    [line] = [x for x in log.splitlines() if "cannot start" in x]
+    assert str(bad) in line and "Not a directory" in line, line
+    listener.wait(lambda m: "cannot start" in m.get("STATUS", "") and str(bad) in m["STATUS"],
+                  5, "STATUS= naming the path")
+
+
+def test_a_failed_start_stops_the_embedded_server_it_started(open_dir: Path) -> None:
+    blocker = under_a_file(open_dir)
+    config = fault_config(open_dir, None, paths={"store": str(blocker / "store")})
+    daemon = DaemonProcess(config, open_dir / "daemon.log").start()
+    assert daemon.proc is not None
+    assert daemon.proc.wait(90) == 1
+    daemon.kill()
+    log = daemon.log()
+    assert "Traceback" not in log and "cannot open the store" in log, log
+    cluster = Cluster(open_dir / "var" / "postgres")
+    assert cluster.initialised(), "the daemon never got as far as the embedded server"
+    assert not cluster.running(), "the embedded server was left running"
