@@ -137,6 +137,35 @@ class Settings:
         return self.state_dir / "postgres"
 
 
+# What a reload (SIGHUP) applies to the running daemon, by YAML key. Every other key shapes
+# something built once at start (the watcher, the pool, the workers, the committer, the store)
+# and keeps its running value until a restart, which the reload log names. A new setting must
+# go into one of the two sets (tests/unit/test_lifecycle_rules.py checks that).
+LIVE_KEYS: frozenset[str] = frozenset({
+    "inbox.subdirs_as_tags", "inbox.ignore_files", "inbox.ignore_dirs",
+    "watch.settle_seconds", "watch.quiet_seconds", "watch.stale_write_seconds",
+    "watch.rescan_interval",
+    "workers.max_file_size", "workers.drain_timeout", "workers.retry_initial",
+    "workers.retry_max", "workers.stuck_seconds",
+    "extract.timeout_seconds", "extract.max_text_chars", "extract.max_pdf_pages",
+    "extract.memory_limit_mb",
+    "search.language", "logging.level",
+    "jobs.timezone", "jobs.backup", "jobs.restore_test", "jobs.reindex", "jobs.rescan",
+    "jobs.retry_failed", "jobs.prune",
+})
+RESTART_KEYS: frozenset[str] = frozenset({
+    "state_dir", "paths.store", "paths.failed", "paths.backups",
+    "inbox.path", "inbox.recursive", "watch.mode", "watch.poll_interval",
+    "database.url", "database.pool_min", "database.pool_max", "database.connect_timeout",
+    "database.startup_timeout", "database.reconnect_timeout",
+    "workers.count", "workers.queue_size", "workers.commit_batch", "store.fsync",
+})
+# YAML keys whose value sits in a top-level Settings field of another name.
+PATH_FIELDS: dict[str, str] = {
+    "paths.store": "store_path", "paths.failed": "failed_path", "paths.backups": "backups_path",
+}
+
+
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
     None: 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,

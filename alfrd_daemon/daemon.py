@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,14 @@ from psycopg.types.json import Jsonb
 from . import db as dbmod
 from .claim import ClaimArea
 from .committer import Committer
-from .config import ConfigError, Settings, check_paths, load_settings
+from .config import (
+    LIVE_KEYS,
+    PATH_FIELDS,
+    ConfigError,
+    Settings,
+    check_paths,
+    load_settings,
+)
 from .failed import FailedFolder
 from .ingest import Counters, Ingestor, Outcome, WorkItem
 from .jobs import JobScheduler, tracker_rescan_interval
@@ -90,6 +97,54 @@ def stop_embedded_if_unused(target: DatabaseTarget) -> None:
         log.info("leaving the embedded PostgreSQL running: %d other connections use it", others)
         return
     cluster.stop()
+
+
+def setting_keys(settings: Settings) -> list[str]:
+    """Every setting as its YAML key: "state_dir", "paths.store", "watch.mode", "jobs.backup"."""
+    by_field = {name: key for key, name in PATH_FIELDS.items()}
+    keys = []
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if f.name == "source":
+            continue
+        if is_dataclass(value):
+            keys += [f"{f.name}.{sub.name}" for sub in fields(value)]
+        else:
+            keys.append(by_field.get(f.name, f.name))
+    return keys
+
+
+def setting_value(settings: Settings, key: str) -> Any:
+    """The value of a YAML key ("watch.mode", "paths.store", "state_dir") in `settings`."""
+    if key in PATH_FIELDS:
+        return getattr(settings, PATH_FIELDS[key])
+    section, _, name = key.partition(".")
+    value = getattr(settings, section)
+    return getattr(value, name) if name else value
+
+
+def with_setting(settings: Settings, key: str, value: Any) -> Settings:
+    if key in PATH_FIELDS:
+        return replace(settings, **{PATH_FIELDS[key]: value})
+    section, _, name = key.partition(".")
+    if not name:
+        return replace(settings, **{section: value})
+    return replace(settings, **{section: replace(getattr(settings, section), **{name: value})})
+
+
+def split_reload(running: Settings, loaded: Settings) -> tuple[Settings, list[str]]:
+    """What a reload leaves running: `loaded` with every key outside LIVE_KEYS put back to
+    its running value, so the daemon never half-applies one (store.fsync on for the workers
+    but not for the committer); and the keys that changed but wait for a restart."""
+    effective, waiting = loaded, []
+    for key in setting_keys(running):
+        if key in LIVE_KEYS:
+            continue
+        old = setting_value(running, key)
+        if setting_value(loaded, key) != old:
+            waiting.append(key)
+            effective = with_setting(effective, key, old)
+    return effective, waiting
 
 
 def new_instance_id() -> str:
@@ -453,19 +508,10 @@ class Daemon:
             log.error("config reload rejected, keeping the running settings: %s", exc)
             self.notifier.ready(self.status_line())
             return
-        old = self.settings
-        restart_needed = [name for name, a, b in (
-            ("inbox.path", old.inbox.path, new.inbox.path),
-            ("state_dir", old.state_dir, new.state_dir),
-            ("paths", (old.store_path, old.failed_path), (new.store_path, new.failed_path)),
-            ("database", old.database, new.database),
-            ("workers.count", old.workers.count, new.workers.count),
-            ("workers.queue_size", old.workers.queue_size, new.workers.queue_size),
-            ("watch.mode", old.watch.mode, new.watch.mode),
-        ) if a != b]
+        new, restart_needed = split_reload(self.settings, new)
         if restart_needed:
-            log.warning("reload: these settings change only on restart: %s",
-                        ", ".join(restart_needed))
+            log.warning("reload: these settings change only on restart and keep their running "
+                        "values until then: %s", ", ".join(restart_needed))
         self.settings = new
         self.ingestor.reconfigure(new)
         assert self.tracker is not None

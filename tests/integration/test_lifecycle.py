@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from alfrd_daemon.pgcluster import Cluster
 from tests.helpers import (
@@ -159,3 +161,28 @@ def test_a_failed_start_stops_the_embedded_server_it_started(open_dir: Path) -> 
     cluster = Cluster(open_dir / "var" / "postgres")
     assert cluster.initialised(), "the daemon never got as far as the embedded server"
     assert not cluster.running(), "the embedded server was left running"
+
+
+# --- reload ------------------------------------------------------------------------------------
+def test_reload_applies_live_settings_and_keeps_restart_only_ones(
+    tmp_path: Path, db_url: str
+) -> None:
+    config = fault_config(tmp_path, db_url)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log").start().wait_started()
+    try:
+        cfg = yaml.safe_load(config.read_text())
+        cfg["store"] = {"fsync": False}  # fixed at start: the committer and store keep it
+        cfg["workers"]["max_file_size"] = 100  # live
+        config.write_text(yaml.safe_dump(cfg))
+        daemon.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        wait_for(lambda: "event=reloaded" in daemon.log(), 10, "reload",
+                 alive=daemon.assert_alive)
+        [line] = [x for x in daemon.log().splitlines() if "change only on restart" in x]
+        assert line.rstrip().endswith("store.fsync"), line
+        (tmp_path / "inbox" / "big.txt").write_text("x" * 1000)
+        wait_for(lambda: (tmp_path / "var" / "failed" / "big.txt").exists(), 20,
+                 "the file over the reloaded max_file_size to fail", alive=daemon.assert_alive)
+        assert "too large" in (tmp_path / "var" / "failed" / "big.txt.error").read_text()
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()

@@ -3,9 +3,63 @@ connection error is told in one line, and the stop budget against the unit's Tim
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
+from alfrd_daemon.config import (
+    LIVE_KEYS,
+    RESTART_KEYS,
+    Settings,
+    parse_settings,
+)
+from alfrd_daemon.daemon import setting_keys, setting_value, split_reload
 from alfrd_daemon.db import connection_problem
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def settings(**sections: object) -> Settings:
+    return parse_settings(sections, source="test", base_dir=Path("/srv/alfrd"))
+
+
+def test_every_setting_is_either_live_or_restart_only() -> None:
+    """A new setting must be placed: unplaced, a reload would silently half-apply it."""
+    keys = set(setting_keys(settings()))
+    assert not LIVE_KEYS & RESTART_KEYS, LIVE_KEYS & RESTART_KEYS
+    assert keys - LIVE_KEYS - RESTART_KEYS == set(), "not classified as live or restart-only"
+    assert (LIVE_KEYS | RESTART_KEYS) - keys == set(), "classified but not a setting"
+
+
+def test_keys_read_the_values_the_yaml_names() -> None:
+    s = settings(paths={"store": "/data/store"}, watch={"mode": "polling"})
+    assert setting_value(s, "paths.store") == Path("/data/store")
+    assert setting_value(s, "watch.mode") == "polling"
+    assert setting_value(s, "state_dir") == Path("/srv/alfrd/var")
+
+
+def test_a_reload_applies_live_keys_and_keeps_restart_only_ones_running() -> None:
+    running = settings()
+    loaded = settings(store={"fsync": False}, workers={"commit_batch": 8, "max_file_size": 100},
+                      inbox={"recursive": False, "ignore_files": ["*.skip"]},
+                      watch={"poll_interval": 9, "settle_seconds": 4},
+                      paths={"store": "/elsewhere"}, logging={"level": "WARNING"})
+    effective, waiting = split_reload(running, loaded)
+    assert waiting == ["inbox.recursive", "paths.store", "watch.poll_interval",
+                       "workers.commit_batch", "store.fsync"]
+    # Restart-only keys keep their running values, so every part agrees on them …
+    assert effective.store.fsync is True and effective.workers.commit_batch == 256
+    assert effective.inbox.recursive is True and effective.watch.poll_interval == 2.0
+    assert effective.store_path == running.store_path
+    # … and live keys take the new ones.
+    assert effective.workers.max_file_size == 100 and effective.watch.settle_seconds == 4
+    assert effective.inbox.ignore_files == ("*.skip",) and effective.logging.level == "WARNING"
+
+
+def test_an_unchanged_reload_needs_no_restart() -> None:
+    effective, waiting = split_reload(settings(), settings())
+    assert waiting == [] and effective == settings()
 
 
 @pytest.mark.parametrize(("message", "reason"), [
@@ -23,3 +77,12 @@ from alfrd_daemon.db import connection_problem
 ])
 def test_a_connection_error_is_told_in_one_line(message: str, reason: str) -> None:
     assert connection_problem(Exception(message)) == reason
+
+
+def test_the_documented_config_lists_exactly_the_restart_only_settings() -> None:
+    text = (REPO / "config" / "alfrd.yaml").read_text()
+    block = re.search(r"^#   restart: (.*?)\n(?!#            )", text,
+                      flags=re.MULTILINE | re.DOTALL)
+    assert block is not None, "config/alfrd.yaml lists no restart-only settings"
+    listed = {key.strip() for key in block.group(1).replace("#", " ").split(",")}
+    assert listed == RESTART_KEYS
