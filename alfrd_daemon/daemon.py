@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import secrets
 import signal
@@ -16,11 +17,11 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -53,6 +54,10 @@ HEARTBEAT_SECONDS = 5.0
 POOL_CHECK_SECONDS = 30.0
 PROBE_SECONDS = 2.0
 STUCK_SECONDS = 10.0  # files failing transiently this long with none going through: degraded
+# What stopping may take after the drain deadline (workers.drain_timeout): a running job's
+# cancellation (jobs.join allows it 15 s), recording the stop, closing the pool and the
+# embedded server. drain_timeout + this must stay below the unit's TimeoutStopSec (90 s).
+STOP_GRACE_SECONDS = 20.0
 
 
 class StartupError(Exception):
@@ -80,13 +85,13 @@ def resolve_database(settings: Settings, environ: dict[str, str] | None = None,
     return DatabaseTarget(cluster.conninfo("alfrd"), cluster)
 
 
-def stop_embedded_if_unused(target: DatabaseTarget) -> None:
+def stop_embedded_if_unused(target: DatabaseTarget, timeout: float = 60) -> None:
     """Stop the embedded server unless another daemon on this host still uses it."""
     cluster = target.cluster
     if cluster is None or not cluster.running():
         return
     try:
-        with dbmod.connect(target.conninfo, connect_timeout=5) as conn:
+        with dbmod.connect(target.conninfo, connect_timeout=min(5.0, timeout)) as conn:
             row = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
                 "AND pid <> pg_backend_pid()", (dbmod.APPLICATION_NAME,)).fetchone()
@@ -96,7 +101,7 @@ def stop_embedded_if_unused(target: DatabaseTarget) -> None:
     if others:
         log.info("leaving the embedded PostgreSQL running: %d other connections use it", others)
         return
-    cluster.stop()
+    cluster.stop(timeout=max(1.0, timeout))
 
 
 def setting_keys(settings: Settings) -> list[str]:
@@ -179,6 +184,7 @@ class Daemon:
         self.monitor_thread: threading.Thread | None = None
         self.committer: Committer | None = None
         self.monitor_beat = time.monotonic()
+        self.abandoned = False  # set when shutdown left work running past the drain deadline
 
     # --- start ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -348,7 +354,7 @@ class Daemon:
             self._abort_start()
             self._shutdown_partial()
             raise
-        self._heartbeat()
+        _run_bounded(self._heartbeat, 2.0, "alfrd-first-heartbeat")
         self.monitor_thread = threading.Thread(target=self._monitor, name="alfrd-monitor",
                                                daemon=True)
         self.monitor_thread.start()
@@ -368,7 +374,10 @@ class Daemon:
                     self._exit_code = 1
         finally:
             self.shutdown()
-        return getattr(self, "_exit_code", 0)
+        code = getattr(self, "_exit_code", 0)
+        if self.abandoned:
+            self._exit_past_abandoned_threads(code)
+        return code
 
     def _monitor(self) -> None:
         """Everything that talks to the database on a schedule. Its own thread, because a
@@ -525,37 +534,52 @@ class Daemon:
 
     # --- stop ----------------------------------------------------------------------------------
     def shutdown(self) -> None:
-        """Stop intake, let in-flight files finish within drain_timeout, then close."""
+        """Stop intake; workers, committer and jobs share one deadline, workers.drain_timeout
+        from now; then close within STOP_GRACE_SECONDS. Work still running then is abandoned:
+        its files stay claimed and the next start finishes them."""
+        drain_by = time.monotonic() + self.settings.workers.drain_timeout
         self.stop_event.set()
         self.notifier.stopping(self.status_line())
         if self.jobs is not None:
-            self.jobs.stop()  # no new runs; a running one gets the drain time below
+            self.jobs.stop()  # no new runs; a running one shares the deadline below
         if self.observer is not None:
             self.observer.stop()
         if self.tracker is not None:
             self.tracker.stop()
-        if self.executor is not None:
-            self._drain(self.settings.workers.drain_timeout)
-        if self.committer is not None:
-            self.committer.stop(self.settings.workers.drain_timeout)
-        if self.jobs is not None:
-            self.jobs.join(self.settings.workers.drain_timeout)
+        self.abandoned = not self._drain_all(drain_by)
+        if self.abandoned:
+            log.warning("drain timeout (%g s) passed with work in progress; its files stay "
+                        "claimed and are finished by the next start",
+                        self.settings.workers.drain_timeout)
+        close_by = drain_by + STOP_GRACE_SECONDS
         if self.observer is not None:
             with contextlib.suppress(RuntimeError):
-                self.observer.join(timeout=5)
+                self.observer.join(timeout=_left(close_by, 5))
         if self.tracker_thread is not None:
-            self.tracker_thread.join(timeout=5)
-        if self.db is not None:
-            with contextlib.suppress(dbmod.DatabaseUnavailable), self.db.transaction(
-                timeout=2
-            ) as cur:
-                cur.execute(dbmod.QUERIES["stop_instance"],
-                            {"instance": self.instance, "state": Jsonb(self.state())})
-        self._shutdown_partial()
-        event(log, "stopped", "stopped cleanly", **{
-            k: v for k, v in self.counters.snapshot().items() if isinstance(v, int)})
+            self.tracker_thread.join(timeout=_left(close_by, 5))
+        # Work still running usually means the database does not answer: do not wait for it
+        # again to record the stop and close the pool.
+        self._record_stop(_left(close_by, 1 if self.abandoned else 2))
+        self._shutdown_partial(close_by)
+        event(log, "stopped", "stopped, leaving unfinished work claimed" if self.abandoned
+              else "stopped cleanly",
+              **{k: v for k, v in self.counters.snapshot().items() if isinstance(v, int)})
 
-    def _drain(self, timeout: float) -> None:
+    def _drain_all(self, deadline: float) -> bool:
+        """In-flight files, then the committer's queue, then running jobs, all by `deadline`.
+        True when everything finished."""
+        finished = True
+        if self.executor is not None:
+            finished = self._drain(_left(deadline))
+        if self.committer is not None:
+            self.committer.stop(_left(deadline))
+            finished = finished and not self.committer.alive()
+        if self.jobs is not None:
+            # Past the deadline a running job is cancelled (jobs.join allows it a short grace).
+            finished = self.jobs.join(_left(deadline)) and finished
+        return finished
+
+    def _drain(self, timeout: float) -> bool:
         assert self.executor is not None
         done = threading.Event()
 
@@ -564,9 +588,21 @@ class Daemon:
             done.set()
 
         threading.Thread(target=wait_all, daemon=True).start()
-        if not done.wait(timeout):
-            log.warning("drain timeout (%.0f s) passed with files in progress; they stay "
-                        "claimed and are finished by the next start", timeout)
+        return done.wait(timeout)
+
+    def _record_stop(self, timeout: float) -> None:
+        """Mark our instance row stopped, giving up after `timeout`."""
+        if self.db is None:
+            return
+        db, state = self.db, Jsonb(self.state())
+
+        def write() -> None:
+            with contextlib.suppress(dbmod.DatabaseUnavailable), db.transaction(
+                    timeout=2) as cur:
+                cur.execute(dbmod.QUERIES["stop_instance"],
+                            {"instance": self.instance, "state": state})
+
+        _run_bounded(write, timeout, "alfrd-stop-record")
 
     def _abort_start(self) -> None:
         """Stop what a failed start had already set going, before closing the rest."""
@@ -582,14 +618,36 @@ class Daemon:
         if self.jobs is not None:
             self.jobs.stop()
 
-    def _shutdown_partial(self) -> None:
+    def _shutdown_partial(self, close_by: float | None = None) -> None:
+        close_by = time.monotonic() + STOP_GRACE_SECONDS if close_by is None else close_by
         if self.claims is not None:
             self.claims.close()
         if self.db is not None:
-            self.db.close()
+            self.db.close(timeout=_left(close_by, 0.5 if self.abandoned else 5))
         if self.target is not None:
             with contextlib.suppress(Exception):
-                stop_embedded_if_unused(self.target)
+                stop_embedded_if_unused(self.target, timeout=_left(close_by, 30, at_least=1))
+
+    def _exit_past_abandoned_threads(self, code: int) -> NoReturn:
+        """Threads still blocked in abandoned work (a frozen database) would keep the process
+        alive: Python joins its worker threads at exit, without a timeout, and the service
+        manager would have to SIGKILL us. Everything worth keeping is on disk or committed."""
+        logging.shutdown()
+        os._exit(code)
+
+
+def _run_bounded(work: Callable[[], None], timeout: float, name: str) -> None:
+    """Run `work` in a thread of its own for at most `timeout` seconds. For database calls the
+    main thread makes: against a frozen server even taking a connection from the pool can hang
+    (the pool checks it with a query), and the main thread must go on to handle SIGTERM."""
+    worker = threading.Thread(target=work, name=name, daemon=True)
+    worker.start()
+    worker.join(timeout)
+
+
+def _left(deadline: float, cap: float = math.inf, *, at_least: float = 0.0) -> float:
+    """Seconds until `deadline`, at most `cap`, at least `at_least`."""
+    return max(at_least, min(cap, deadline - time.monotonic()))
 
 
 @contextlib.contextmanager

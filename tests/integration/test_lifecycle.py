@@ -3,9 +3,11 @@ problems on the file system, SIGHUP with settings that need a restart, one stop 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,11 +19,13 @@ import yaml
 from alfrd_daemon.pgcluster import Cluster
 from tests.helpers import (
     DaemonProcess,
+    claimed_files,
+    cluster_pids,
     inbox_files,
     query,
     wait_for,
 )
-from tests.integration.faultkit import fault_config
+from tests.integration.faultkit import NO_JOBS, fault_config
 from tests.integration.test_systemd_protocol import NotifyListener, notify_env
 
 pytestmark = pytest.mark.timeout(120)
@@ -186,3 +190,50 @@ def test_reload_applies_live_settings_and_keeps_restart_only_ones(
         assert daemon.stop() == 0
     finally:
         daemon.kill()
+
+
+# --- shutdown ----------------------------------------------------------------------------------
+def freeze(cluster: Cluster, sig: signal.Signals) -> None:
+    for pid in cluster_pids(cluster.data_dir):
+        with contextlib.suppress(ProcessLookupError):  # a backend that just ended
+            os.kill(pid, sig)
+
+
+def test_shutdown_has_one_deadline_for_workers_and_committer(
+    tmp_path: Path, private_cluster: Cluster
+) -> None:
+    """With the server frozen, a worker (recording a failure) and the committer (a batch) both
+    hang; SIGTERM ends the daemon once drain_timeout has passed, not after each waited it."""
+    drain = 4.0
+    config = fault_config(tmp_path, private_cluster.conninfo("alfrd"), jobs=NO_JOBS,
+                          workers={"count": 2, "drain_timeout": drain})
+    inbox = tmp_path / "inbox"
+    daemon = DaemonProcess(config, tmp_path / "daemon.log").start().wait_started()
+    assert daemon.proc is not None
+    try:
+        wait_for(lambda: query(private_cluster.conninfo("alfrd"),
+                               "SELECT count(*) AS n FROM daemon_instances")[0]["n"], 10,
+                 "the first heartbeat", alive=daemon.assert_alive)
+        freeze(private_cluster, signal.SIGSTOP)
+        (inbox / "empty.txt").write_bytes(b"")  # fails: the worker records that itself
+        (inbox / "doc.txt").write_text("goes to the committer")
+        wait_for(lambda: len(claimed_files(inbox)) == 2, 20, "both files claimed",
+                 alive=daemon.assert_alive)
+        started = time.monotonic()
+        daemon.proc.send_signal(signal.SIGTERM)
+        try:
+            code = daemon.proc.wait(drain + 6)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running {drain + 6:g} s after SIGTERM") from None
+        elapsed = time.monotonic() - started
+        assert code == 0
+        assert drain - 0.5 < elapsed < drain + 4, (
+            f"stopping took {elapsed:.1f} s:\n{daemon.log()[-3000:]}")
+        assert "drain timeout (4 s) passed" in daemon.log()
+    finally:
+        freeze(private_cluster, signal.SIGCONT)
+        daemon.kill()
+    # What was abandoned stays claimed, and the next start finishes it.
+    assert sorted(Path(c).name for c in claimed_files(inbox)) == ["doc.txt", "empty.txt"]
+    with DaemonProcess(config, tmp_path / "daemon2.log"):
+        wait_for(lambda: not claimed_files(inbox), 30, "the next start to finish the claims")

@@ -12,9 +12,10 @@ from alfrd_daemon.config import (
     LIVE_KEYS,
     RESTART_KEYS,
     Settings,
+    WorkerSettings,
     parse_settings,
 )
-from alfrd_daemon.daemon import setting_keys, setting_value, split_reload
+from alfrd_daemon.daemon import STOP_GRACE_SECONDS, setting_keys, setting_value, split_reload
 from alfrd_daemon.db import connection_problem
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,6 +78,15 @@ def test_an_unchanged_reload_needs_no_restart() -> None:
 ])
 def test_a_connection_error_is_told_in_one_line(message: str, reason: str) -> None:
     assert connection_problem(Exception(message)) == reason
+
+
+@pytest.mark.parametrize("unit", ["alfrd-daemon.service", "alfrd-daemon@.service"])
+def test_the_default_stop_fits_the_units_stop_timeout(unit: str) -> None:
+    """drain_timeout (one deadline for workers, committer and jobs) plus what closing takes
+    after it must end before systemd's SIGKILL, with room to spare."""
+    text = (REPO / "systemd" / unit).read_text()
+    [timeout] = re.findall(r"^TimeoutStopSec=(\d+)$", text, flags=re.MULTILINE)
+    assert WorkerSettings().drain_timeout + STOP_GRACE_SECONDS + 5 <= int(timeout)
 
 
 def test_the_documented_config_lists_exactly_the_restart_only_settings() -> None:
