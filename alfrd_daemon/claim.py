@@ -16,7 +16,11 @@ import fcntl
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
+
+from .writers import read_lease
 
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
@@ -38,6 +42,28 @@ def rename_noreplace(src: Path, dst: Path) -> None:
     if os.path.lexists(dst):
         raise FileExistsError(errno.EEXIST, "File exists", str(dst))
     os.rename(src, dst)
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What fstat says of a file at one moment: any write, truncate, chmod or replacement
+    since changes at least one field (ctime moves on every change of the inode)."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileIdentity:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class Release(Enum):
+    RELEASED = "released"
+    CHANGED = "changed"  # not the bytes that were read: ingest it again
+    WRITER_OPEN = "writer_open"  # unchanged so far, but a writer may still change it
 
 
 class ClaimBusy(Exception):
@@ -93,6 +119,26 @@ class ClaimArea:
         except FileExistsError as exc:
             raise ClaimBusy(relpath) from exc
         return target
+
+    def release_unchanged(self, relpath: str, read: FileIdentity) -> Release:
+        """Forget a claimed file only if it is still exactly what was read. Where the kernel
+        grants a read lease, nobody can open the file for writing between the check and the
+        unlink (the open waits for the lease), so no later write can be lost with it."""
+        target = self.dir / relpath
+        try:
+            fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return Release.RELEASED
+        try:
+            with read_lease(fd) as held:
+                if FileIdentity.of(os.fstat(fd)) != read:
+                    return Release.CHANGED
+                if held is False:
+                    return Release.WRITER_OPEN
+                os.unlink(target)
+                return Release.RELEASED
+        finally:
+            os.close(fd)
 
     def release(self, relpath: str) -> None:
         """The claimed file is recorded and stored: forget it."""

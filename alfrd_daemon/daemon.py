@@ -37,6 +37,7 @@ from .sdnotify import Notifier
 from .store import Store
 from .tracker import Tracker, TrackerSettings
 from .watch import EventTranslator, choose_mode, inotify_watch_limit, start_observer
+from .writers import ignore_lease_breaks
 
 log = logging.getLogger("alfrd.daemon")
 
@@ -44,6 +45,7 @@ HEARTBEAT_SECONDS = 5.0
 POOL_CHECK_SECONDS = 30.0
 PROBE_SECONDS = 2.0
 STUCK_SECONDS = 10.0  # files failing transiently this long with none going through: degraded
+MAX_INTERNAL_ERRORS = 3  # unexpected errors one file may cause before it goes to failed/
 
 
 class StartupError(Exception):
@@ -119,6 +121,7 @@ class Daemon:
         self.jobs: JobScheduler | None = None
         self._db_ok = True
         self.busy: dict[int, float] = {}  # worker thread → when it took its current file
+        self.internal_errors: dict[str, int] = {}  # relpath → unexpected errors so far
         self.monitor_thread: threading.Thread | None = None
         self.committer: Committer | None = None
         self.monitor_beat = time.monotonic()
@@ -230,21 +233,41 @@ class Daemon:
         self.busy[me] = time.monotonic()
         try:
             outcome = self.ingestor.process(item)
-        except Exception:
-            # A bug must not kill a worker or lose the file: it stays claimed and is retried.
-            log.exception("unexpected error on %s", item.relpath)
-            self.counters.transient("internal error; see the log")
+            self.internal_errors.pop(item.relpath, None)
+        except Exception as exc:
+            outcome = self._internal_error(item, exc)
         finally:
             self.busy.pop(me, None)
             if outcome is not Outcome.PENDING:
                 self._complete(item, outcome)
+
+    def _internal_error(self, item: WorkItem, exc: Exception) -> Outcome:
+        """A bug must not kill a worker or lose the file: it stays where it is and is retried
+        (without pausing intake: the next file is probably fine), and after a few such errors
+        it goes to failed/ with the error as its reason instead of looping for ever."""
+        log.exception("unexpected error on %s", item.relpath)
+        if len(self.internal_errors) > 10_000:
+            self.internal_errors.clear()
+        count = self.internal_errors.get(item.relpath, 0) + 1
+        self.internal_errors[item.relpath] = count
+        if count < MAX_INTERNAL_ERRORS:
+            return Outcome.RETRY
+        del self.internal_errors[item.relpath]
+        reason = f"internal error ({count} times): {type(exc).__name__}: {exc}"
+        try:
+            return self.ingestor.fail_internal(item, reason)
+        except Exception:
+            log.exception("could not file %s under failed/", item.relpath)
+            return Outcome.RETRY
 
     def _complete(self, item: WorkItem, outcome: Outcome) -> None:
         """A file is done (from a worker, or from the committer for batched files): free its
         slot and tell the readiness loop, which retries claimed files that hit a snag."""
         assert self.tracker is not None and self.claims is not None
         self.slots.release()
-        if outcome is Outcome.RETRY:
+        if outcome is Outcome.WRITING:
+            self.tracker.writing(item)
+        elif outcome is Outcome.RETRY:
             claimed = os.path.lexists(self.claims.path(item.relpath))
             if claimed:
                 item = WorkItem(item.relpath, claimed=True, attempt=item.attempt)
@@ -411,6 +434,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
+        ignore_lease_breaks()
 
     def reload(self) -> None:
         """Re-read the YAML; apply what can change live, keep the old settings if it is bad."""

@@ -92,6 +92,11 @@ class Tracker:
         """A worker is done with an item: forget it, or schedule its retry."""
         self.signals.put(("done", (item, outcome_retry, busy)))
 
+    def writing(self, item: WorkItem) -> None:
+        """A worker found a writer still holding the file: judge it again once it is closed
+        (inotify reports the close) or has settled."""
+        self.signals.put(("writing", item))
+
     def adopt(self, relpaths: list[str]) -> None:
         """Claims inherited from a dead daemon (or left by our own crash) go straight to work."""
         for rel in relpaths:
@@ -147,6 +152,14 @@ class Tracker:
             self._heap = [(min(due, now) if isinstance(e, _Retry) else due, n, e)
                           for due, n, e in self._heap]
             heapq.heapify(self._heap)
+        elif tag == "writing":
+            item = payload
+            assert isinstance(item, WorkItem)
+            self.in_flight.discard(item.relpath)
+            # An event that came while it was in flight (its close) already says more.
+            if item.relpath not in self.sightings:
+                self.sightings[item.relpath] = Sighting(last_activity=now, writing=True)
+            self._push(now + self.s.params.settle_seconds, item.relpath)
         elif tag == "retry":
             item = payload
             assert isinstance(item, WorkItem)
@@ -244,7 +257,9 @@ class Tracker:
                 self.folders.add(rel)
             # The file has been still since its mtime: a catch-up scan need not wait again.
             still_for = max(0.0, wall - st.st_mtime_ns / 1e9)
-            self.sightings[rel] = Sighting(last_activity=now - still_for)
+            sighting = self.sightings[rel] = Sighting(last_activity=now - still_for)
+            if not is_folder:  # the scan's stat is the first of the two looks
+                sighting.size, sighting.mtime_ns = st.st_size, st.st_mtime_ns
             self._push(now, rel)
         if start == "":
             self._check_watch_limit(dirs_seen[0])
@@ -283,7 +298,7 @@ class Tracker:
         if rel in self.in_flight:
             self._push(now + RETRY_BUSY_SECONDS, rel)
             return
-        verdict, due = decide(s, self._observe(rel), now, self.s.params)
+        verdict, due = decide(s, self._observe(rel), now, self.s.params, wall_now=time.time())
         if verdict is Verdict.GONE:
             self.sightings.pop(rel, None)
             self.folders.discard(rel)
