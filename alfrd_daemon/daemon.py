@@ -92,9 +92,12 @@ def stop_embedded_if_unused(target: DatabaseTarget) -> None:
     cluster.stop()
 
 
+def instance_host() -> str:
+    return socket.gethostname().replace("/", "_")[:40]
+
+
 def new_instance_id() -> str:
-    host = socket.gethostname().replace("/", "_")[:40]
-    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+    return f"{instance_host()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class Daemon:
@@ -110,6 +113,7 @@ class Daemon:
         self.target: DatabaseTarget | None = None
         self.db: dbmod.Database | None = None
         self.claims: ClaimArea | None = None
+        self.store: Store | None = None
         self.tracker: Tracker | None = None
         self.observer: Any = None
         self.watch_mode = "?"
@@ -150,7 +154,7 @@ class Daemon:
             raise StartupError(str(exc)) from exc
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
-        store = Store(s.store_path, fsync=s.store.fsync)
+        store = self.store = Store(s.store_path, fsync=s.store.fsync, instance=self.instance)
         store.open()
         failed = FailedFolder(s.failed_path)
         failed.open()
@@ -210,6 +214,9 @@ class Daemon:
                 event(log, "adopted", f"resuming {len(adopted)} claimed files left by "
                       f"{dead.name}", count=len(adopted), previous_instance=dead.name)
                 self.tracker.adopt(adopted)
+        if self.store is not None and (removed := self.store.remove_dead_temporaries(
+                instance_host())):
+            log.info("removed %d temporary store copies left by a crashed daemon", removed)
 
     # --- the pool ------------------------------------------------------------------------------
     def _intake_open(self) -> bool:

@@ -57,9 +57,12 @@ class Incoming:
 
 
 class Store:
-    def __init__(self, root: Path, *, fsync: bool = True):
+    def __init__(self, root: Path, *, fsync: bool = True, instance: str | None = None):
         self.root = root
         self.fsync = fsync
+        # Temporary copies carry the writer's instance id (host-pid-token), so a daemon that
+        # starts can remove those that a crashed daemon of this host left behind.
+        self._temp_prefix = f"{TEMP_PREFIX}{instance}." if instance else TEMP_PREFIX
         self._reflinks = True  # until the filesystem says it has none
 
     def open(self) -> None:
@@ -81,7 +84,7 @@ class Store:
 
         Raises SourceReadError / SourceTooLarge for problems of the original, OSError for
         problems of the store (disk full)."""
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=TEMP_PREFIX)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=self._temp_prefix)
         path = Path(tmp)
         try:
             cloned = self._try_clone(src_fd, fd)
@@ -137,6 +140,21 @@ class Store:
             _fsync_dir(dst.parent)
         return self.relpath(incoming.sha256)
 
+    def remove_dead_temporaries(self, hostname: str) -> int:
+        """Remove temporary copies left by crashed daemons of this host (their process is gone;
+        a live one's copies exist only while it reads and extracts a file). Those of other
+        hosts sharing the store are left to `alfrd check`, which moves old ones aside."""
+        removed = 0
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                owner = temp_owner(entry.name)
+                if owner is None or owner[0] != hostname or _process_alive(owner[1]):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+        return removed
+
     @staticmethod
     def discard(incoming: Incoming | None) -> None:
         if incoming is not None:
@@ -152,6 +170,28 @@ class Store:
         finally:
             os.close(fd)
         return self.adopt(incoming, sync=sync), incoming
+
+
+def temp_owner(name: str) -> tuple[str, int] | None:
+    """(hostname, pid) of the daemon that made a temporary copy named `name`, if it says."""
+    if not name.startswith(TEMP_PREFIX):
+        return None
+    instance = name[len(TEMP_PREFIX):].rpartition(".")[0]
+    host = instance.rpartition("-")[0]  # host-pid-token
+    host, _, pid = host.rpartition("-")
+    if not host or not pid.isdigit():
+        return None
+    return host, int(pid)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _copy_hashing(src_fd: int, dst_fd: int, limit: int) -> tuple[str, int]:
