@@ -188,7 +188,8 @@ class Daemon:
             recursive=s.inbox.recursive, rescan_interval=tracker_rescan_interval(s),
             max_tracked=max(1000, 4 * (s.workers.queue_size + s.workers.count)),
             retry_initial=s.workers.retry_initial, retry_max=s.workers.retry_max,
-            watch_limit=inotify_watch_limit() if self.watch_mode == "inotify" else None)
+            watch_limit=inotify_watch_limit() if self.watch_mode == "inotify" else None,
+            folder_quiet_max=s.watch.folder_quiet_max_seconds)
 
     def _start_observer(self) -> None:
         assert self.tracker is not None
