@@ -64,7 +64,7 @@ class WatchSettings:
     quiet_seconds: float = 0.1
     stale_write_seconds: float = 300.0
     rescan_interval: float = 300.0
-    folder_quiet_max_seconds: float = 30.0
+    folder_quiet_max_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -296,7 +296,7 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
         quiet_seconds=w.get("quiet_seconds", 0.1, _number(0, 60), "seconds"),
         stale_write_seconds=w.get("stale_write_seconds", 300.0, _number(1, 86400), "seconds"),
         rescan_interval=w.get("rescan_interval", 300.0, _number(1, 86400), "seconds"),
-        folder_quiet_max_seconds=w.get("folder_quiet_max_seconds", 30.0, _number(0, 86400),
+        folder_quiet_max_seconds=w.get("folder_quiet_max_seconds", 60.0, _number(0, 86400),
                                        "seconds"),
     )
     w.finish()

@@ -445,7 +445,8 @@ class Daemon:
                 old.stop()
                 old.join(timeout=2)
         try:
-            self.claims.reopen()
+            if self.claims.lost():  # not when only the observer failed to start last time
+                self.claims.reopen()
             self._start_observer()
         except OSError as exc:
             # Gone again already, or unreadable: unhealthy, and tried again on the next tick.

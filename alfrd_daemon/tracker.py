@@ -30,7 +30,7 @@ from .watch import Kind, Signal, scan
 log = logging.getLogger("alfrd.tracker")
 
 RETRY_BUSY_SECONDS = 0.5
-FOLDER_QUIET_MAX_SECONDS = 30.0
+FOLDER_QUIET_MAX_SECONDS = 60.0
 
 
 @dataclass

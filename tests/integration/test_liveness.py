@@ -5,10 +5,12 @@ not expect. Real daemon, real inotify and polling, real PostgreSQL."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -172,3 +174,30 @@ def test_the_monitor_survives_an_error_it_did_not_expect(
         (tmp_path / "inbox" / "after.txt").write_text("written after the failover")
         wait_for(lambda: "after.txt" in ingested_names(db_url), 15, "ingest after the error",
                  alive=daemon.assert_alive)
+
+
+def test_a_folder_document_written_slowly_is_still_one_document(
+        tmp_path: Path, db_url: str) -> None:
+    """The bound releases plain files, never the pages of a folder holding meta.json: one
+    written page by page, for longer than the bound, is still one document."""
+    config = write_config(tmp_path, db_url, watch={
+        "settle_seconds": 1.0, "folder_quiet_max_seconds": 1, "rescan_interval": 300})
+    inbox = tmp_path / "inbox"
+    doc_id = str(uuid.uuid4())
+    pages = [f"page{i}.txt" for i in range(6)]
+    meta = {"id": doc_id, "created_at": "2024-03-01T12:00:00Z",
+            "documents": [{"file": p, "type": "text", "order": i + 1}
+                          for i, p in enumerate(pages)],
+            "metadata": {"source": "scanner", "tags": []}}
+    with DaemonProcess(config, tmp_path / "daemon.log") as daemon:
+        folder = inbox / "scans" / "doc_20240301_120000"
+        folder.mkdir(parents=True)
+        (folder / "meta.json").write_text(json.dumps(meta))
+        for i, name in enumerate(pages):
+            time.sleep(0.5)
+            (folder / name).write_text(f"slowly scanned page {i} about an okapi")
+        wait_for(lambda: not folder.exists(), 20, "folder claimed", alive=daemon.assert_alive)
+        wait_for(lambda: query(db_url, "SELECT 1 FROM documents"), 10, "row")
+    rows = query(db_url, "SELECT id::text, metadata FROM documents")
+    assert [r["id"] for r in rows] == [doc_id]
+    assert [p["file"] for p in rows[0]["metadata"]["folder"]["pages"]] == pages

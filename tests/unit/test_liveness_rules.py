@@ -1,5 +1,6 @@
-"""Pure liveness decisions: how long a new folder holds its files, whether the inbox we watch is
-still the inbox at its path."""
+"""Liveness decisions and what they rest on: how long a new folder holds its files, whether the
+inbox we watch is still the one at its path, whether the watch still runs, and whether our claim
+area (with its lock) is still where other daemons look for it."""
 
 from __future__ import annotations
 
