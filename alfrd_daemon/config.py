@@ -65,6 +65,7 @@ class WatchSettings:
     stale_write_seconds: float = 300.0
     rescan_interval: float = 300.0
     lease_check: bool = True
+    folder_quiet_max_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -297,6 +298,8 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
         stale_write_seconds=w.get("stale_write_seconds", 300.0, _number(1, 86400), "seconds"),
         rescan_interval=w.get("rescan_interval", 300.0, _number(1, 86400), "seconds"),
         lease_check=w.get("lease_check", True, _boolean, "true or false"),
+        folder_quiet_max_seconds=w.get("folder_quiet_max_seconds", 60.0, _number(0, 86400),
+                                       "seconds"),
     )
     w.finish()
 
