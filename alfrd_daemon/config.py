@@ -19,6 +19,7 @@ import yaml
 
 from .jobsettings import JobsSettings, parse_jobs
 from .logs import mask_dsn
+from .rules import display_text
 
 CONFIG_SEARCH_ORDER = ("/etc/alfrd/alfrd.yaml", "./config/alfrd.yaml")
 
@@ -525,7 +526,7 @@ def load_settings(
 
 
 def _load_file(path: Path) -> Settings:
-    source = str(path)
+    source = display_text(str(path))  # a file name that is not UTF-8 still prints
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
