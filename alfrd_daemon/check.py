@@ -43,6 +43,7 @@ Q = load_named_queries("check.sql")
 
 EXAMPLES = 50
 DEFAULT_GRACE = 900.0
+MAX_GRACE = 366 * 86400.0  # --grace beyond a year would call every orphan in flight
 TEMP_PREFIXES = (".incoming-", ".probe-")
 STORE_NAME = re.compile(r"^([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{64})$")
 _ESCAPED_BYTE = re.compile(rb"\\x([0-9a-f]{2})")
@@ -418,6 +419,8 @@ def print_report(report: Report) -> None:
 
 
 def register_cli(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    from .cli import seconds_arg
+
     p = subparsers.add_parser(
         "check", parents=[common],
         help="find (and --repair) half-finished work: claims, orphans, missing files")
@@ -427,7 +430,8 @@ def register_cli(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--quick", action="store_true",
                    help="do not re-hash stored files (structure only)")
-    p.add_argument("--grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
+    p.add_argument("--grace", type=seconds_arg(0, MAX_GRACE), default=DEFAULT_GRACE,
+                   metavar="SECONDS",
                    help="store files younger than this are in flight, not orphans "
                         f"(default {DEFAULT_GRACE:g})")
     p.set_defaults(func=cmd_check)
