@@ -4,10 +4,11 @@
 -- name: insert_document
 INSERT INTO documents (id, sha256, original_name, source_path, tags, mime_type, size_bytes,
                        stored_path, status, title, extracted_text, extractor, search_config,
-                       metadata, error)
+                       metadata, error, store_id)
 VALUES (coalesce(%(id)s, gen_random_uuid()), %(sha256)s, %(original_name)s, %(source_path)s,
         %(tags)s, %(mime_type)s, %(size_bytes)s, %(stored_path)s, %(status)s, %(title)s,
-        %(extracted_text)s, %(extractor)s, %(search_config)s::regconfig, %(metadata)s, %(error)s)
+        %(extracted_text)s, %(extractor)s, %(search_config)s::regconfig, %(metadata)s, %(error)s,
+        %(store_id)s)
 ON CONFLICT DO NOTHING
 RETURNING id;
 
@@ -26,7 +27,7 @@ SET sha256 = %(sha256)s, original_name = %(original_name)s, source_path = %(sour
     stored_path = %(stored_path)s, status = %(status)s, title = %(title)s,
     extracted_text = %(extracted_text)s, extractor = %(extractor)s,
     search_config = %(search_config)s::regconfig, metadata = %(metadata)s, error = %(error)s,
-    updated_at = now()
+    store_id = %(store_id)s, updated_at = now()
 WHERE id = %(existing_id)s AND status = 'failed'
 RETURNING id;
 
@@ -169,8 +170,10 @@ UPDATE document_arrivals SET document_id = %(document_id)s, outcome = %(outcome)
 WHERE id = %(arrival_id)s;
 
 -- name: refresh_failed_document
+-- The file now waits in this daemon's failed/ folder, so the row names this daemon's store.
 UPDATE documents
-SET error = %(error)s, stored_path = %(stored_path)s, updated_at = now()
+SET error = %(error)s, stored_path = %(stored_path)s, store_id = %(store_id)s,
+    updated_at = now()
 WHERE id = %(id)s AND status = 'failed';
 
 -- name: arrival_stored_path
@@ -180,3 +183,12 @@ WHERE a.claim_key = %(claim_key)s;
 
 -- name: notify_documents
 SELECT pg_notify('alfrd_documents', id) FROM unnest(%(ids)s::text[]) AS id;
+
+-- name: register_store
+INSERT INTO stores (id, hostname, path) VALUES (%(id)s, %(hostname)s, %(path)s)
+ON CONFLICT (id) DO UPDATE
+SET hostname = EXCLUDED.hostname, path = EXCLUDED.path, last_seen = now();
+
+-- name: other_stores_at_path
+SELECT id FROM stores
+WHERE hostname = %(hostname)s AND path = %(path)s AND id <> %(id)s::uuid;
