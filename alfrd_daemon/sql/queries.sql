@@ -114,13 +114,16 @@ ORDER BY created_at DESC, id
 LIMIT %(limit)s;
 
 -- name: show_document
-SELECT id, sha256, original_name, source_path, tags, mime_type, size_bytes, stored_path, status,
-       title, extractor, search_config::text AS search_config, metadata, error, created_at,
-       updated_at, left(coalesce(extracted_text, ''), %(text_limit)s) AS text,
-       length(coalesce(extracted_text, '')) AS text_length
-FROM documents
-WHERE id::text = %(id)s OR id::text LIKE %(prefix)s
-ORDER BY id
+SELECT d.id, d.sha256, d.original_name, d.source_path, d.tags, d.mime_type, d.size_bytes,
+       d.stored_path, d.status, d.title, d.extractor, d.search_config::text AS search_config,
+       d.metadata, d.error, d.created_at, d.updated_at,
+       left(coalesce(d.extracted_text, ''), %(text_limit)s) AS text,
+       length(coalesce(d.extracted_text, '')) AS text_length,
+       d.store_id, s.hostname AS store_hostname, s.path AS store_path
+FROM documents d
+LEFT JOIN stores s ON s.id = d.store_id
+WHERE d.id::text = %(id)s OR d.id::text LIKE %(prefix)s
+ORDER BY d.id
 LIMIT 2;
 
 -- name: document_arrivals
@@ -192,3 +195,12 @@ SET hostname = EXCLUDED.hostname, path = EXCLUDED.path, last_seen = now();
 -- name: other_stores_at_path
 SELECT id FROM stores
 WHERE hostname = %(hostname)s AND path = %(path)s AND id <> %(id)s::uuid;
+
+-- name: list_stores
+-- Every store with the rows it holds, and the rows no store was recorded for (id NULL).
+SELECT s.id, s.hostname, s.path, s.first_seen, s.last_seen,
+       (SELECT count(*) FROM documents d WHERE d.store_id = s.id) AS documents
+FROM stores s
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, count(*) FROM documents WHERE store_id IS NULL
+ORDER BY first_seen NULLS LAST;
