@@ -283,7 +283,9 @@ def cmd_show(args: argparse.Namespace) -> int:
             return EXIT_PROBLEM
         doc = rows[0]
         arrivals = conn.execute(dbmod.QUERIES["document_arrivals"], {"id": doc["id"]}).fetchall()
-    doc = {**doc, "id": str(doc["id"]), "arrivals": arrivals}
+    store = _holding_store(settings, doc)
+    doc = {**{k: v for k, v in doc.items() if k not in _STORE_COLUMNS}, "id": str(doc["id"]),
+           "store": store, "arrivals": arrivals}
     if args.json:
         print_json(doc)
         return EXIT_OK
@@ -292,6 +294,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 "created_at", "updated_at"):
         if doc.get(key) not in (None, [], ""):
             print(f"{key:>14}: {doc[key]}")
+    print(f"{'store':>14}: {_store_text(store)}")
     print(f"{'arrivals':>14}: {len(arrivals)}")
     for a in arrivals:
         print(f"{'':>16}{a['arrived_at']:%Y-%m-%d %H:%M:%S}  {a['outcome']:<9}  "
@@ -301,6 +304,62 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"\n… ({doc['text_length']} characters in all)")
         print(f"\n{doc['text']}{more}")
     return EXIT_OK
+
+
+_STORE_COLUMNS = ("store_id", "store_hostname", "store_path")
+
+
+def _local_store_id(settings: Settings) -> tuple[str | None, str | None]:
+    """(this host's store id or None if it has none yet, why it could not be read)."""
+    from .store import Store
+
+    try:
+        return Store(settings.store_path).read_identity(), None
+    except OSError as exc:
+        return None, f"{exc.filename or settings.store_path}: {exc.strerror or exc}"
+
+
+def _holding_store(settings: Settings, doc: dict[str, Any]) -> dict[str, Any]:
+    """Which store (host, path) holds a row's file, and whether it is this host's. A row from
+    before stores had an identity belongs to whichever store has its file."""
+    from .check import stored_file_exists
+
+    local_id, problem = _local_store_id(settings)
+    view: dict[str, Any] = {
+        "id": str(doc["store_id"]) if doc["store_id"] else None,
+        "hostname": doc["store_hostname"], "path": doc["store_path"],
+        "recorded": doc["store_id"] is not None, "this_host": None}
+    if view["recorded"] and problem is not None:
+        view["error"] = f"cannot read this host's store identity: {problem}"
+    elif view["recorded"]:
+        view["this_host"] = view["id"] == local_id
+    elif doc["stored_path"]:
+        view["this_host"] = stored_file_exists(settings.store_path, settings.failed_path,
+                                               doc["stored_path"])
+    return view
+
+
+def _store_text(store: dict[str, Any]) -> str:
+    here = store["this_host"]
+    if store["recorded"]:
+        where = f"{store['id']} on host {store['hostname']} (path {store['path']})"
+        whose = {True: "this host's store", False: "another host's store, not this host's",
+                 None: "this host's store id is unknown"}[here]
+    else:
+        where = "not recorded (a row from before stores had an identity)"
+        whose = {True: "its file is in this host's store",
+                 False: "its file is not in this host's store", None: "no file recorded"}[here]
+    return f"{where}; {whose}" + (f" ({store['error']})" if store.get("error") else "")
+
+
+def _stores_view(settings: Settings, conn: psycopg.Connection) -> list[dict[str, Any]]:
+    local_id, _problem = _local_store_id(settings)
+    return [{"id": str(r["id"]) if r["id"] else None, "hostname": r["hostname"],
+             "path": r["path"], "documents": r["documents"], "first_seen": r["first_seen"],
+             "last_seen": r["last_seen"], "this_host": r["id"] is not None
+             and str(r["id"]) == local_id}
+            for r in conn.execute(dbmod.QUERIES["list_stores"])
+            if r["id"] is not None or r["documents"]]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -320,6 +379,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                                   conn.execute(dbmod.QUERIES["count_arrivals_by_outcome"])}
             report["daemons"] = [_instance_view(r) for r in
                                  conn.execute(dbmod.QUERIES["list_instances"])]
+            report["stores"] = _stores_view(settings, conn)
             report["jobs"] = _job_status(conn, settings)
     except (dbmod.DatabaseUnavailable, psycopg.OperationalError) as exc:
         report["database"] = {"state": "unreachable", "error": mask_dsn(str(exc))}
@@ -361,6 +421,14 @@ def _print_status(report: dict[str, Any]) -> None:
         print(f"documents: {docs}")
         arr = ", ".join(f"{k} {v}" for k, v in report["arrivals"].items()) or "none yet"
         print(f"arrivals:  {arr}")
+    for st in report.get("stores", []):
+        if st["id"] is None:
+            print(f"store:     {st['documents']} documents without a recorded store "
+                  "(from before stores had an identity)")
+        else:
+            print(f"store:     {st['id']} on {st['hostname']} ({st['path']}): "
+                  f"{st['documents']} documents"
+                  + ("; this host's store" if st["this_host"] else ""))
     ff = report["failed_folder"]
     print(f"failed/:   {ff['files']} files waiting in {ff['path']}")
     for d in report.get("daemons", []):

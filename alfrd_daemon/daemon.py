@@ -35,7 +35,7 @@ from .logs import EVENT_ATTR, FIELDS_ATTR, event, mask_dsn, setup_logging
 from .pgcluster import Cluster
 from .rules import ReadinessParams
 from .sdnotify import Notifier
-from .store import Store
+from .store import Store, StoreIdentityError
 from .tracker import Tracker, TrackerSettings
 from .watch import (
     EventTranslator,
@@ -197,7 +197,7 @@ class Daemon:
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
         store = self.store = Store(s.store_path, fsync=s.store.fsync, instance=self.instance)
-        store.open()
+        self._open_store(store)
         failed = FailedFolder(s.failed_path)
         failed.open()
         self.claims = ClaimArea(s.inbox.path, self.instance)
@@ -225,6 +225,20 @@ class Daemon:
               sd_notify=self.notifier.transport if self.notifier.enabled else "off")
         self.jobs = JobScheduler(s, self.target.conninfo, self.instance, tracker=self.tracker)
         self.jobs.start()
+
+    def _open_store(self, store: Store) -> None:
+        """Open the store, then register it before any row names it (rows refer to it)."""
+        assert self.db is not None
+        try:
+            store.open()
+        except StoreIdentityError as exc:
+            raise StartupError(f"{exc.filename}: {exc.strerror}") from exc
+        try:
+            with self.db.transaction() as cur:
+                store.register(cur)
+        except dbmod.DatabaseUnavailable as exc:
+            raise StartupError(str(exc)) from exc
+        log.info("store %s: id %s", store.root, store.id)
 
     def _tracker_settings(self, s: Settings) -> TrackerSettings:
         return TrackerSettings(

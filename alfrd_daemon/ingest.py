@@ -452,6 +452,7 @@ class Ingestor:
             "search_config": self.settings.search.language,
             "metadata": Jsonb(clean_json(meta)),
             "error": None,
+            "store_id": self.store.id,
         }
 
     def _tags(self, relpath: str) -> list[str]:
@@ -520,7 +521,8 @@ class Ingestor:
             with self.db.transaction() as cur:
                 cur.execute(QUERIES["refresh_failed_document"],
                             {"id": document_id, "error": clean_text(problem.reason),
-                             "stored_path": f"failed/{display_text(placed)}"})
+                             "stored_path": f"failed/{display_text(placed)}",
+                             "store_id": self.store.id})
         event(log, "failed", f"failed {shown}: {problem.reason}", level=logging.WARNING,
               path=shown, reason=problem.reason, sha256=problem.sha256 or "",
               document_id=document_id, failed_path=display_text(placed))
@@ -581,7 +583,7 @@ class Ingestor:
                 "size_bytes": problem.size, "stored_path": stored_path, "status": "failed",
                 "title": None, "extracted_text": None, "extractor": None,
                 "search_config": self.settings.search.language, "metadata": Jsonb({}),
-                "error": clean_text(problem.reason),
+                "error": clean_text(problem.reason), "store_id": self.store.id,
             }
             outcome = Outcome.FAILED
             inserted = cur.execute(QUERIES["insert_document"], row).fetchone()
@@ -596,7 +598,7 @@ class Ingestor:
                 if existing["status"] == "failed":
                     cur.execute(QUERIES["refresh_failed_document"],
                                 {"id": document_id, "error": clean_text(problem.reason),
-                                 "stored_path": stored_path})
+                                 "stored_path": stored_path, "store_id": self.store.id})
                 else:
                     outcome = Outcome.DUPLICATE
             cur.execute(QUERIES["set_arrival_document"],
