@@ -16,7 +16,11 @@ import fcntl
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
+
+from .writers import read_lease
 
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
@@ -40,6 +44,28 @@ def rename_noreplace(src: Path, dst: Path) -> None:
     os.rename(src, dst)
 
 
+@dataclass(frozen=True)
+class FileIdentity:
+    """What fstat says of a file at one moment: any write, truncate, chmod or replacement
+    since changes at least one field (ctime moves on every change of the inode)."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileIdentity:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class Release(Enum):
+    RELEASED = "released"
+    CHANGED = "changed"  # not the bytes that were read: ingest it again
+    WRITER_OPEN = "writer_open"  # unchanged so far, but a writer may still change it
+
+
 class ClaimBusy(Exception):
     """The same relative path is still claimed by us (an earlier file waiting for a retry)."""
 
@@ -53,22 +79,56 @@ class ClaimArea:
         self._lock_fd: int | None = None
         self._made_dirs: set[Path] = set()
 
+    @property
+    def lock_path(self) -> Path:
+        return self.root / f"{self.instance}.lock"
+
     def open(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = self._lock_and_make_dir()
+
+    def _lock_and_make_dir(self) -> int:
         # Lock first, directory second: another daemon that sees our directory must find its
         # lock held, or it would take us for dead and adopt (and remove) our claim directory.
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / f"{self.instance}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                     0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._lock_fd = fd
-        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def lost(self) -> bool:
+        """Our lock file or claim directory is no longer where others look for it (the inbox
+        was deleted or replaced under us): a daemon starting now would take us for dead."""
+        if self._lock_fd is None:
+            return False
+        try:
+            held = os.fstat(self._lock_fd)
+            there = os.stat(self.lock_path)
+        except OSError:
+            return True
+        same = (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)
+        return held.st_nlink == 0 or not same or not self.dir.is_dir()
+
+    def reopen(self) -> None:
+        """Take a fresh lock and claim directory in the inbox now at our path. Never creates
+        the inbox itself (FileNotFoundError while it is missing): that is the operator's."""
+        (self.inbox / ".alfrd").mkdir(exist_ok=True)
+        self.root.mkdir(exist_ok=True)
+        fd = self._lock_and_make_dir()
+        old, self._lock_fd = self._lock_fd, fd
+        self._made_dirs.clear()  # they went with the old inbox
+        if old is not None:
+            os.close(old)
 
     def close(self) -> None:
         """Forget an empty claim directory; leave one that still holds files for adoption."""
         self.prune_empty_dirs(self.dir)
         with contextlib.suppress(OSError):
             self.dir.rmdir()
-            (self.root / f"{self.instance}.lock").unlink()
+            self.lock_path.unlink()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -93,6 +153,26 @@ class ClaimArea:
         except FileExistsError as exc:
             raise ClaimBusy(relpath) from exc
         return target
+
+    def release_unchanged(self, relpath: str, read: FileIdentity) -> Release:
+        """Forget a claimed file only if it is still exactly what was read. Where the kernel
+        grants a read lease, nobody can open the file for writing between the check and the
+        unlink (the open waits for the lease), so no later write can be lost with it."""
+        target = self.dir / relpath
+        try:
+            fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return Release.RELEASED
+        try:
+            with read_lease(fd) as held:
+                if FileIdentity.of(os.fstat(fd)) != read:
+                    return Release.CHANGED
+                if held is False:
+                    return Release.WRITER_OPEN
+                os.unlink(target)
+                return Release.RELEASED
+        finally:
+            os.close(fd)
 
     def release(self, relpath: str) -> None:
         """The claimed file is recorded and stored: forget it."""

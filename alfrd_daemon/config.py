@@ -6,6 +6,7 @@ and what was expected (the borgmatic habit), so a user fixes a file in one pass.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -17,6 +18,8 @@ from typing import Any
 import yaml
 
 from .jobsettings import JobsSettings, parse_jobs
+from .logs import mask_dsn
+from .rules import display_text
 
 CONFIG_SEARCH_ORDER = ("/etc/alfrd/alfrd.yaml", "./config/alfrd.yaml")
 
@@ -64,6 +67,8 @@ class WatchSettings:
     quiet_seconds: float = 0.1
     stale_write_seconds: float = 300.0
     rescan_interval: float = 300.0
+    lease_check: bool = True
+    folder_quiet_max_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -144,7 +149,7 @@ class Settings:
 LIVE_KEYS: frozenset[str] = frozenset({
     "inbox.subdirs_as_tags", "inbox.ignore_files", "inbox.ignore_dirs",
     "watch.settle_seconds", "watch.quiet_seconds", "watch.stale_write_seconds",
-    "watch.rescan_interval",
+    "watch.rescan_interval", "watch.lease_check", "watch.folder_quiet_max_seconds",
     "workers.max_file_size", "workers.drain_timeout", "workers.retry_initial",
     "workers.retry_max", "workers.stuck_seconds",
     "extract.timeout_seconds", "extract.max_text_chars", "extract.max_pdf_pages",
@@ -166,26 +171,53 @@ PATH_FIELDS: dict[str, str] = {
 }
 
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]i?B|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
-    None: 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+    None: 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "pb": 10**15,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50,
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+MAX_FILE_SIZE_LIMIT = 2**50  # 1 PiB: far above any file a scanner writes, well inside off_t
 _LANGUAGE_RE = re.compile(r"^[a-z_]+$")
 
 
+SIZE_EXPECTED = "a size such as 1048576, '500MB' or '2GiB'"
+# Room for a path in the kernel (PATH_MAX, with its NUL) and for one name (NAME_MAX).
+PATH_MAX_BYTES = 4095
+NAME_MAX_BYTES = 255
+PATH_LENGTH_EXPECTED = (f"expected a path of at most {PATH_MAX_BYTES} bytes, each name at most "
+                        f"{NAME_MAX_BYTES}")
+_SHOWN_MAX = 120
+
+
 def parse_size(value: object) -> int:
-    """'512MiB', '2GB', 1048576 → bytes. Raises ValueError with what was expected."""
+    """'512MiB', '2GB', 1048576 → bytes (0 or more). Raises ValueError with what was expected."""
     if isinstance(value, bool):
-        raise ValueError("expected a size such as 1048576, '500MB' or '2GiB'")
+        raise ValueError(f"expected {SIZE_EXPECTED}")
     if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"expected {SIZE_EXPECTED}")
         return value
     m = _SIZE_RE.match(str(value))
     if not m:
-        raise ValueError("expected a size such as 1048576, '500MB' or '2GiB'")
+        raise ValueError(f"expected {SIZE_EXPECTED}")
     unit = m.group(2).lower() if m.group(2) else None
-    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+    number = float(m.group(1)) * _SIZE_UNITS[unit]
+    if not math.isfinite(number):  # hundreds of digits overflow a float
+        raise ValueError(f"expected {SIZE_EXPECTED}")
+    return int(number)
+
+
+def _shown(value: object) -> str:
+    """A value as one short line: repr shows NUL and newlines as escapes; passwords masked."""
+    text = mask_dsn(repr(value))
+    return text if len(text) <= _SHOWN_MAX else text[:_SHOWN_MAX - 1] + "…"
+
+
+def _key_text(key: object) -> str:
+    """A YAML key as it can sit in one line (keys may hold newlines or control characters)."""
+    text = str(key)
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 class _Reader:
@@ -198,10 +230,11 @@ class _Reader:
         self.seen: set[str] = set()
 
     def path(self, key: str) -> str:
+        key = _key_text(key)
         return f"{self.prefix}.{key}" if self.prefix else key
 
     def problem(self, key: str, value: object, expected: str) -> None:
-        self.problems.append(f"At '{self.path(key)}': got {value!r}, expected {expected}")
+        self.problems.append(f"At '{self.path(key)}': got {_shown(value)}, expected {expected}")
 
     def get(self, key: str, default: Any, convert: Callable[[Any], Any], expected: str) -> Any:
         self.seen.add(key)
@@ -210,7 +243,7 @@ class _Reader:
         value = self.data[key]
         try:
             return convert(value)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             detail = str(exc) if isinstance(exc, ValueError) and str(exc) else expected
             self.problem(key, value, detail.removeprefix("expected "))
             return default
@@ -227,31 +260,72 @@ class _Reader:
         for key in self.data:
             if key not in self.seen:
                 self.problems.append(
-                    f"At '{self.path(str(key))}': unknown setting (check the spelling against "
+                    f"At '{self.path(key)}': unknown setting (check the spelling against "
                     "config/alfrd.yaml)"
                 )
 
 
-def _number(minimum: float, maximum: float | None = None) -> Callable[[Any], float]:
+def _bound_text(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+def _range_text(what: str, minimum: float, maximum: float, above: bool) -> str:
+    low = "above" if above else "at least"
+    return f"expected {what} {low} {_bound_text(minimum)} and at most {_bound_text(maximum)}"
+
+
+def _within(value: float, minimum: float, maximum: float, above: bool) -> bool:
+    """NaN fails every comparison, so it is never within a range; infinities are outside."""
+    return (value > minimum if above else value >= minimum) and value <= maximum
+
+
+def _number(minimum: float, maximum: float, *, above: bool = False) -> Callable[[Any], float]:
+    """A finite int or float in [minimum, maximum] (or (minimum, maximum] when `above`)."""
+    expected = _range_text("a number", minimum, maximum, above)
+
     def convert(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError
-        if value < minimum or (maximum is not None and value > maximum):
-            upper = f" and at most {maximum}" if maximum is not None else ""
-            raise ValueError(f"expected a number at least {minimum}{upper}")
+            raise ValueError(expected)
+        if not _within(value, minimum, maximum, above):
+            raise ValueError(expected)
         return float(value)
 
     return convert
 
 
-def _integer(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
+def _integer(minimum: int, maximum: int) -> Callable[[Any], int]:
+    expected = _range_text("a whole number", minimum, maximum, above=False)
+
     def convert(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError
-        if value < minimum or (maximum is not None and value > maximum):
-            upper = f" and at most {maximum}" if maximum is not None else ""
-            raise ValueError(f"expected a whole number at least {minimum}{upper}")
+            raise ValueError(expected)
+        if not _within(value, minimum, maximum, above=False):
+            raise ValueError(expected)
         return value
+
+    return convert
+
+
+def _size_text(size: int) -> str:
+    for unit in ("PiB", "TiB", "GiB", "MiB", "KiB"):
+        factor = _SIZE_UNITS[unit.lower()]
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size} bytes" if size != 1 else "1 byte"
+
+
+def _size(minimum: int, maximum: int) -> Callable[[Any], int]:
+    expected = (f"expected a size from {_size_text(minimum)} to {_size_text(maximum)}, such as "
+                "1048576, '500MB' or '2GiB'")
+
+    def convert(value: Any) -> int:
+        try:
+            size = parse_size(value)
+        except ValueError:
+            raise ValueError(expected) from None
+        if not minimum <= size <= maximum:
+            raise ValueError(expected)
+        return size
 
     return convert
 
@@ -265,7 +339,47 @@ def _boolean(value: Any) -> bool:
 def _string(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise TypeError
+    if "\0" in value:
+        raise ValueError("expected text without NUL bytes")
     return value
+
+
+def _path_text(value: Any) -> str:
+    """A file-system path the kernel can take: text, not blank, no NUL, within PATH_MAX and
+    NAME_MAX (otherwise it passes here and fails later with a traceback at start)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a path")
+    if "\0" in value:
+        raise ValueError("expected a path without NUL bytes")
+    try:
+        raw = os.fsencode(value)
+    except UnicodeError:
+        raise ValueError("expected a path in valid text") from None
+    if len(raw) > PATH_MAX_BYTES or any(len(name) > NAME_MAX_BYTES for name in raw.split(b"/")):
+        raise ValueError(PATH_LENGTH_EXPECTED)
+    return value
+
+
+def _long_path_problems(paths: Mapping[str, Path]) -> list[str]:
+    """A relative path can fit alone and be too long once joined to its base directory."""
+    return [f"At '{key}': got {_shown(str(path))}, {PATH_LENGTH_EXPECTED}"
+            for key, path in paths.items() if len(os.fsencode(path)) > PATH_MAX_BYTES]
+
+
+def _conninfo(value: Any) -> str:
+    """A libpq URL or key=value string that libpq can parse (what is in it is checked when it
+    connects)."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    text = _string(value)
+    try:
+        conninfo_to_dict(text)
+    except ProgrammingError as exc:
+        detail = mask_dsn(str(exc).strip().splitlines()[0]) if str(exc).strip() else "unparsable"
+        raise ValueError("expected a PostgreSQL URL such as postgresql://user@host/db "
+                         f"({detail})") from None
+    return text
 
 
 def _choice(*options: str) -> Callable[[Any], str]:
@@ -278,7 +392,8 @@ def _choice(*options: str) -> Callable[[Any], str]:
 
 
 def _patterns(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+    if not isinstance(value, list) or not all(
+            isinstance(v, str) and v and "\0" not in v for v in value):
         raise ValueError("expected a list of glob patterns such as ['*.tmp', '.*']")
     return tuple(value)
 
@@ -294,13 +409,14 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError(source, [f"At top level: got {data!r}, expected a mapping of sections"])
+        raise ConfigError(source, [f"At top level: got {_shown(data)}, expected a mapping of "
+                                   "sections"])
     top = _Reader(data, "", problems)
 
-    state_dir = _resolve(base_dir, top.get("state_dir", "./var", _string, "a directory path"))
+    state_dir = _resolve(base_dir, top.get("state_dir", "./var", _path_text, ""))
 
     inbox_r = top.section("inbox")
-    inbox_path = _resolve(base_dir, inbox_r.get("path", "./inbox", _string, "a directory path"))
+    inbox_path = _resolve(base_dir, inbox_r.get("path", "./inbox", _path_text, ""))
     inbox = InboxSettings(
         path=inbox_path,
         recursive=inbox_r.get("recursive", True, _boolean, "true or false"),
@@ -311,10 +427,13 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
     inbox_r.finish()
 
     paths_r = top.section("paths")
-    store_path = _resolve(state_dir, paths_r.get("store", "store", _string, "a directory path"))
-    failed_path = _resolve(state_dir, paths_r.get("failed", "failed", _string, "a directory"))
-    backups_path = _resolve(state_dir, paths_r.get("backups", "backups", _string, "a directory"))
+    store_path = _resolve(state_dir, paths_r.get("store", "store", _path_text, ""))
+    failed_path = _resolve(state_dir, paths_r.get("failed", "failed", _path_text, ""))
+    backups_path = _resolve(state_dir, paths_r.get("backups", "backups", _path_text, ""))
     paths_r.finish()
+    problems += _long_path_problems({"state_dir": state_dir, "inbox.path": inbox_path,
+                                     "paths.store": store_path, "paths.failed": failed_path,
+                                     "paths.backups": backups_path})
 
     w = top.section("watch")
     watch = WatchSettings(
@@ -324,12 +443,15 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
         quiet_seconds=w.get("quiet_seconds", 0.1, _number(0, 60), "seconds"),
         stale_write_seconds=w.get("stale_write_seconds", 300.0, _number(1, 86400), "seconds"),
         rescan_interval=w.get("rescan_interval", 300.0, _number(1, 86400), "seconds"),
+        lease_check=w.get("lease_check", True, _boolean, "true or false"),
+        folder_quiet_max_seconds=w.get("folder_quiet_max_seconds", 60.0, _number(0, 86400),
+                                       "seconds"),
     )
     w.finish()
 
     d = top.section("database")
     database = DatabaseSettings(
-        url=d.get("url", None, _string, "a PostgreSQL URL such as postgresql://user@host/db"),
+        url=d.get("url", None, _conninfo, "a PostgreSQL URL such as postgresql://user@host/db"),
         pool_min=d.get("pool_min", 2, _integer(1, 100), ""),
         pool_max=d.get("pool_max", 8, _integer(1, 500), ""),
         connect_timeout=d.get("connect_timeout", 10.0, _number(1, 600), "seconds"),
@@ -347,21 +469,27 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
     workers = WorkerSettings(
         count=wk.get("count", 4, _integer(1, 256), ""),
         queue_size=wk.get("queue_size", 1000, _integer(1, 1_000_000), ""),
-        max_file_size=wk.get("max_file_size", 2 * 1024**3, parse_size, "a size"),
-        drain_timeout=wk.get("drain_timeout", 60.0, _number(0, 3600), "seconds"),
+        max_file_size=wk.get("max_file_size", 2 * 1024**3, _size(1, MAX_FILE_SIZE_LIMIT), ""),
+        drain_timeout=wk.get("drain_timeout", 60.0, _number(0, 3600, above=True), "seconds"),
         retry_initial=wk.get("retry_initial", 1.0, _number(0.01, 3600), "seconds"),
         retry_max=wk.get("retry_max", 60.0, _number(0.01, 86400), "seconds"),
         stuck_seconds=wk.get("stuck_seconds", 600.0, _number(1, 86400), "seconds"),
         commit_batch=wk.get("commit_batch", 256, _integer(1, 10000), ""),
     )
+    if workers.retry_initial > workers.retry_max:
+        problems.append(
+            f"At 'workers.retry_initial': got {_bound_text(workers.retry_initial)}, expected at "
+            f"most workers.retry_max ({_bound_text(workers.retry_max)})"
+        )
     wk.finish()
 
     e = top.section("extract")
     extract = ExtractSettings(
         timeout_seconds=e.get("timeout_seconds", 30.0, _number(0.1, 3600), "seconds"),
-        max_text_chars=e.get("max_text_chars", 5_000_000, _integer(1000), ""),
-        max_pdf_pages=e.get("max_pdf_pages", 5000, _integer(1), ""),
-        memory_limit_mb=e.get("memory_limit_mb", 1024, _integer(64), ""),
+        # PostgreSQL text holds at most 1 GB; RLIMIT_AS takes bytes in 64 bits.
+        max_text_chars=e.get("max_text_chars", 5_000_000, _integer(1000, 1_000_000_000), ""),
+        max_pdf_pages=e.get("max_pdf_pages", 5000, _integer(1, 1_000_000), ""),
+        memory_limit_mb=e.get("memory_limit_mb", 1024, _integer(64, 1024 * 1024), ""),
     )
     e.finish()
 
@@ -432,7 +560,7 @@ def load_settings(
 
 
 def _load_file(path: Path) -> Settings:
-    source = str(path)
+    source = display_text(str(path))  # a file name that is not UTF-8 still prints
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

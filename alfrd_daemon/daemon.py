@@ -40,13 +40,23 @@ from .config import (
 from .failed import FailedFolder
 from .ingest import Counters, Ingestor, Outcome, WorkItem
 from .jobs import JobScheduler, tracker_rescan_interval
-from .logs import event, mask_dsn, setup_logging
+from .logs import EVENT_ATTR, FIELDS_ATTR, event, mask_dsn, setup_logging
 from .pgcluster import Cluster, ClusterError
 from .rules import ReadinessParams
 from .sdnotify import Notifier
-from .store import Store
+from .store import Store, StoreIdentityError
 from .tracker import Tracker, TrackerSettings
-from .watch import EventTranslator, choose_mode, inotify_watch_limit, start_observer
+from .watch import (
+    EventTranslator,
+    InboxState,
+    choose_mode,
+    directory_identity,
+    inotify_watch_limit,
+    judge_inbox,
+    start_observer,
+    watching,
+)
+from .writers import ignore_lease_breaks
 
 log = logging.getLogger("alfrd.daemon")
 
@@ -54,6 +64,12 @@ HEARTBEAT_SECONDS = 5.0
 POOL_CHECK_SECONDS = 30.0
 PROBE_SECONDS = 2.0
 STUCK_SECONDS = 10.0  # files failing transiently this long with none going through: degraded
+MAX_INTERNAL_ERRORS = 3  # unexpected errors one file may cause before it goes to failed/
+# The monitor's slowest bounded duty (an outage probe: pool wait, a direct connection, a fresh
+# pool) takes about 20 s; a beat older than this means it hangs (a frozen server).
+MONITOR_STALE_SECONDS = 60.0
+READINESS_STALE_SECONDS = 30.0
+ERROR_REPORT_SECONDS = 60.0  # one traceback per failing duty per minute, not one per tick
 # What stopping may take after the drain deadline (workers.drain_timeout): a running job's
 # cancellation (jobs.join allows it 15 s), recording the stop, closing the pool and the
 # embedded server. drain_timeout + this must stay below the unit's TimeoutStopSec (90 s).
@@ -62,6 +78,30 @@ STOP_GRACE_SECONDS = 20.0
 
 class StartupError(Exception):
     """The daemon cannot start; the message says what to fix."""
+
+
+class ErrorThrottle:
+    """Logs a duty's unexpected error with its traceback at most once per `every` seconds, and
+    how many went unlogged in between, so a failure that repeats every tick stays readable."""
+
+    def __init__(self, logger: logging.Logger, every: float = ERROR_REPORT_SECONDS):
+        self.logger = logger
+        self.every = every
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def report(self, duty: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        last = self._last.get(duty)
+        if last is not None and now - last < self.every:
+            self._skipped[duty] = self._skipped.get(duty, 0) + 1
+            return
+        self._last[duty] = now
+        skipped = self._skipped.pop(duty, 0)
+        more = f" ({skipped} more since the last report)" if skipped else ""
+        self.logger.error("%s", f"{duty} failed: {type(exc).__name__}: {exc}{more}; carrying on",
+                          exc_info=exc, extra={EVENT_ATTR: "internal_error",
+                                               FIELDS_ATTR: {"duty": duty, "skipped": skipped}})
 
 
 @dataclass
@@ -152,9 +192,12 @@ def split_reload(running: Settings, loaded: Settings) -> tuple[Settings, list[st
     return effective, waiting
 
 
+def instance_host() -> str:
+    return socket.gethostname().replace("/", "_")[:40]
+
+
 def new_instance_id() -> str:
-    host = socket.gethostname().replace("/", "_")[:40]
-    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+    return f"{instance_host()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class Daemon:
@@ -170,6 +213,7 @@ class Daemon:
         self.target: DatabaseTarget | None = None
         self.db: dbmod.Database | None = None
         self.claims: ClaimArea | None = None
+        self.store: Store | None = None
         self.tracker: Tracker | None = None
         self.observer: Any = None
         self.watch_mode = "?"
@@ -181,10 +225,14 @@ class Daemon:
         self.jobs: JobScheduler | None = None
         self._db_ok = True
         self.busy: dict[int, float] = {}  # worker thread → when it took its current file
+        self.internal_errors: dict[str, int] = {}  # relpath → unexpected errors so far
         self.monitor_thread: threading.Thread | None = None
         self.committer: Committer | None = None
         self.monitor_beat = time.monotonic()
         self.abandoned = False  # set when shutdown left work running past the drain deadline
+        self.monitor_errors = ErrorThrottle(log)
+        self._inbox_identity: tuple[int, int] | None = None  # of the inbox we armed the watch on
+        self.watch_problem: str | None = None  # inbox missing, or the watch could not re-arm
 
     # --- start ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -197,9 +245,9 @@ class Daemon:
         with _opening("state directory", s.state_dir):
             s.state_dir.mkdir(parents=True, exist_ok=True)
         self._connect_database()
-        store = Store(s.store_path, fsync=s.store.fsync)
+        store = self.store = Store(s.store_path, fsync=s.store.fsync, instance=self.instance)
         with _opening("store", s.store_path):
-            store.open()
+            self._open_store(store)
         failed = FailedFolder(s.failed_path)
         with _opening("failed folder", s.failed_path):
             failed.open()
@@ -261,6 +309,20 @@ class Daemon:
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
 
+    def _open_store(self, store: Store) -> None:
+        """Open the store, then register it before any row names it (rows refer to it)."""
+        assert self.db is not None
+        try:
+            store.open()
+        except StoreIdentityError as exc:
+            raise StartupError(f"{exc.filename}: {exc.strerror}") from exc
+        try:
+            with self.db.transaction() as cur:
+                store.register(cur)
+        except dbmod.DatabaseUnavailable as exc:
+            raise StartupError(str(exc)) from exc
+        log.info("store %s: id %s", store.root, store.id)
+
     def _tracker_settings(self, s: Settings) -> TrackerSettings:
         return TrackerSettings(
             inbox=s.inbox.path,
@@ -272,12 +334,14 @@ class Daemon:
             recursive=s.inbox.recursive, rescan_interval=tracker_rescan_interval(s),
             max_tracked=max(1000, 4 * (s.workers.queue_size + s.workers.count)),
             retry_initial=s.workers.retry_initial, retry_max=s.workers.retry_max,
-            watch_limit=inotify_watch_limit() if self.watch_mode == "inotify" else None)
+            watch_limit=inotify_watch_limit() if self.watch_mode == "inotify" else None,
+            folder_quiet_max=s.watch.folder_quiet_max_seconds)
 
     def _start_observer(self) -> None:
         assert self.tracker is not None
         s = self.settings
         handler = EventTranslator(s.inbox.path, self.tracker.signal)
+        self._inbox_identity = directory_identity(s.inbox.path)
         self.observer, self.watch_mode = start_observer(
             choose_mode(s.watch.mode, s.inbox.path), s.inbox.path, handler,
             recursive=s.inbox.recursive, poll_interval=s.watch.poll_interval)
@@ -291,6 +355,9 @@ class Daemon:
                 event(log, "adopted", f"resuming {len(adopted)} claimed files left by "
                       f"{dead.name}", count=len(adopted), previous_instance=dead.name)
                 self.tracker.adopt(adopted)
+        if self.store is not None and (removed := self.store.remove_dead_temporaries(
+                instance_host())):
+            log.info("removed %d temporary store copies left by a crashed daemon", removed)
 
     # --- the pool ------------------------------------------------------------------------------
     def _intake_open(self) -> bool:
@@ -314,21 +381,41 @@ class Daemon:
         self.busy[me] = time.monotonic()
         try:
             outcome = self.ingestor.process(item)
-        except Exception:
-            # A bug must not kill a worker or lose the file: it stays claimed and is retried.
-            log.exception("unexpected error on %s", item.relpath)
-            self.counters.transient("internal error; see the log")
+            self.internal_errors.pop(item.relpath, None)
+        except Exception as exc:
+            outcome = self._internal_error(item, exc)
         finally:
             self.busy.pop(me, None)
             if outcome is not Outcome.PENDING:
                 self._complete(item, outcome)
+
+    def _internal_error(self, item: WorkItem, exc: Exception) -> Outcome:
+        """A bug must not kill a worker or lose the file: it stays where it is and is retried
+        (without pausing intake: the next file is probably fine), and after a few such errors
+        it goes to failed/ with the error as its reason instead of looping for ever."""
+        log.exception("unexpected error on %s", item.relpath)
+        if len(self.internal_errors) > 10_000:
+            self.internal_errors.clear()
+        count = self.internal_errors.get(item.relpath, 0) + 1
+        self.internal_errors[item.relpath] = count
+        if count < MAX_INTERNAL_ERRORS:
+            return Outcome.RETRY
+        del self.internal_errors[item.relpath]
+        reason = f"internal error ({count} times): {type(exc).__name__}: {exc}"
+        try:
+            return self.ingestor.fail_internal(item, reason)
+        except Exception:
+            log.exception("could not file %s under failed/", item.relpath)
+            return Outcome.RETRY
 
     def _complete(self, item: WorkItem, outcome: Outcome) -> None:
         """A file is done (from a worker, or from the committer for batched files): free its
         slot and tell the readiness loop, which retries claimed files that hit a snag."""
         assert self.tracker is not None and self.claims is not None
         self.slots.release()
-        if outcome is Outcome.RETRY:
+        if outcome is Outcome.WRITING:
+            self.tracker.writing(item)
+        elif outcome is Outcome.RETRY:
             claimed = os.path.lexists(self.claims.path(item.relpath))
             if claimed:
                 item = WorkItem(item.relpath, claimed=True, attempt=item.attempt)
@@ -354,7 +441,9 @@ class Daemon:
             self._abort_start()
             self._shutdown_partial()
             raise
-        _run_bounded(self._heartbeat, 2.0, "alfrd-first-heartbeat")
+        _run_bounded(lambda: self._guarded("heartbeat", self._heartbeat), 2.0,
+                     "alfrd-first-heartbeat")
+        self.monitor_beat = time.monotonic()
         self.monitor_thread = threading.Thread(target=self._monitor, name="alfrd-monitor",
                                                daemon=True)
         self.monitor_thread.start()
@@ -364,6 +453,7 @@ class Daemon:
                 if self.reload_requested.is_set():
                     self.reload_requested.clear()
                     self.reload()
+                self.check_watch()
                 problem = self.health_problem()
                 self.notifier.status(self.status_line(problem))
                 if problem is None:
@@ -385,11 +475,12 @@ class Daemon:
         next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
         next_check = next_probe = 0.0
         next_adopt = time.monotonic() + self.settings.watch.rescan_interval
+        assert self.db is not None
         while not self.stop_event.wait(0.5):
             now = self.monitor_beat = time.monotonic()
             if self.counters.transient_since is not None and now >= next_probe:
                 next_probe = now + PROBE_SECONDS
-                self._probe()
+                self._guarded("outage probe", self._probe)
             elif not self._db_ok and self.counters.failing_since is None:
                 # A retry went through before a probe could tell: say so, or the next
                 # problem would never be reported as degraded.
@@ -397,35 +488,51 @@ class Daemon:
                 event(log, "recovered", "files go through again; resuming")
             if now >= next_check:
                 next_check = now + POOL_CHECK_SECONDS
-                assert self.db is not None
-                self.db.check()
+                self._guarded("pool check", self.db.check)
             if now >= next_heartbeat:
                 next_heartbeat = now + HEARTBEAT_SECONDS
-                self._heartbeat()
+                self._guarded("heartbeat", self._heartbeat)
             if now >= next_adopt:
                 # Another daemon on this inbox died and nobody restarted it: its claims would
                 # otherwise wait for the next start of some daemon.
                 next_adopt = now + self.settings.watch.rescan_interval
-                try:
-                    self._adopt_orphans()
-                except OSError as exc:
-                    log.warning("could not adopt claims of a dead daemon: %s", exc)
+                self._guarded("adopting a dead daemon's claims", self._adopt_orphans)
+
+    def _guarded(self, duty: str, action: Callable[[], object]) -> None:
+        """One periodic duty failing in a way nobody foresaw (a read-only standby after a
+        failover, a bug) must not end the thread that does all the others: log, carry on."""
+        try:
+            action()
+        except Exception as exc:
+            self.monitor_errors.report(duty, exc)
 
     def _tick(self) -> float:
         interval = self.notifier.watchdog_interval
         return min(1.0, interval) if interval else 1.0
 
     def health_problem(self) -> str | None:
+        """None while every long-lived thread is alive and beating; a dead one is fatal (the
+        service manager restarts us), a stale one or a lost watch is unhealthy (no watchdog
+        pings, so a lasting problem also ends in a restart)."""
+        stopping = self.stop_event.is_set()
         if self.tracker_thread is not None and not self.tracker_thread.is_alive():
             return "fatal: the readiness loop died"
-        if self.committer is not None and not self.committer.alive() and (
-                not self.stop_event.is_set()):
+        if self.committer is not None and not self.committer.alive() and not stopping:
             return "fatal: the committer died"
+        if self.watch_problem is not None:
+            return self.watch_problem
         if self.observer is not None and not self.observer.is_alive():
             return "fatal: the file watcher died"
+        if self.monitor_thread is not None and not self.monitor_thread.is_alive() and (
+                not stopping):
+            return "fatal: the monitor thread died"
+        if _scheduler_alive(self.jobs) is False and not stopping:
+            return "fatal: the job scheduler died"
         now = time.monotonic()
-        if self.tracker is not None and now - self.tracker.heartbeat > 30:
+        if self.tracker is not None and now - self.tracker.heartbeat > READINESS_STALE_SECONDS:
             return "readiness loop stalled"
+        if self.monitor_thread is not None and now - self.monitor_beat > MONITOR_STALE_SECONDS:
+            return f"monitor stalled: no beat for {now - self.monitor_beat:.0f} s"
         since = self.committer.busy_since if self.committer is not None else None
         if since is not None and now - since > self.settings.workers.stuck_seconds:
             return (f"committer stuck: one commit has taken over "
@@ -435,6 +542,63 @@ class Daemon:
         if len(busy) >= self.settings.workers.count and now - max(busy) > limit:
             return f"workers stuck: all {len(busy)} busy on one file each for over {limit:g} s"
         return None
+
+    # --- the watch: noticed when it goes deaf, re-armed ----------------------------------------
+    def check_watch(self) -> None:
+        """The watch dies silently with the directory it watches, and our claim lock with it,
+        when the inbox is deleted and re-created (a sync tool, `rm -rf inbox && mkdir inbox`).
+        Called every main-loop tick: say so, and re-arm once an inbox is there again."""
+        if self.claims is None or (self.observer is not None and not self.observer.is_alive()):
+            return  # not started, or the observer thread itself died: fatal, not re-armed
+        inbox = self.settings.inbox.path
+        # Our open claim lock pins the old directory: its inode number cannot be reused, so
+        # comparing identities is reliable, and the kernel holds back IN_DELETE_SELF until we
+        # let go of it, so the watch alone would never tell.
+        state = judge_inbox(self._inbox_identity, directory_identity(inbox))
+        if state is InboxState.MISSING:
+            if self.watch_problem is None or not self.watch_problem.startswith("inbox missing"):
+                event(log, "inbox_missing", f"the inbox {inbox} is gone; waiting for it to be "
+                      "created again", level=logging.WARNING, path=str(inbox))
+            self.watch_problem = f"inbox missing: {inbox}"
+            return
+        reasons = [why for why, lost in (
+            ("the inbox was replaced", state is InboxState.REPLACED),
+            ("the watch on the inbox ended", not watching(self.observer)),
+            ("our claim lock left the inbox", self.claims.lost()),
+        ) if lost]
+        if reasons:
+            self.rearm_watch("; ".join(reasons))
+        elif self.watch_problem is not None:
+            self.watch_problem = None
+            event(log, "watch_rearmed", f"the inbox {inbox} is back", path=str(inbox))
+
+    def rearm_watch(self, reason: str) -> None:
+        """Stop the old observer, lock a fresh claim area, watch the inbox now at the path, and
+        scan it whole: files that arrived meanwhile raised no event we saw."""
+        assert self.claims is not None and self.tracker is not None
+        inbox = self.settings.inbox.path
+        old_mode = self.watch_mode
+        old, self.observer = self.observer, None  # None until re-armed: retried each tick
+        if old is not None:
+            with contextlib.suppress(Exception):
+                old.stop()
+                old.join(timeout=2)
+        try:
+            if self.claims.lost():  # not when only the observer failed to start last time
+                self.claims.reopen()
+            self._start_observer()
+        except OSError as exc:
+            # Gone again already, or unreadable: unhealthy, and tried again on the next tick.
+            self.watch_problem = f"file watcher lost ({reason}); cannot re-arm: {exc}"
+            self.monitor_errors.report("re-arming the watch", exc)
+            return
+        if self.watch_mode != old_mode:
+            self.tracker.s = self._tracker_settings(self.settings)
+        self.tracker.request_scan("")
+        self.watch_problem = None
+        event(log, "watch_rearmed", f"{reason}: watching {inbox} again ({self.watch_mode}), "
+              "claim area re-created, scanning it whole", level=logging.WARNING,
+              path=str(inbox), reason=reason, watch_mode=self.watch_mode)
 
     def _probe(self) -> None:
         """While files fail transiently, check whether the obstacle is gone; then retry at once
@@ -506,6 +670,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
+        ignore_lease_breaks()
 
     def reload(self) -> None:
         """Re-read the YAML; apply what can change live, keep the old settings if it is bad."""
@@ -666,6 +831,12 @@ def _os_reason(exc: OSError, path: Path) -> str:
     reason = exc.strerror or str(exc)
     refused = os.fsdecode(exc.filename) if exc.filename is not None else None
     return f"{reason}: {refused}" if refused and refused != str(path) else reason
+
+
+def _scheduler_alive(jobs: JobScheduler | None) -> bool | None:
+    """Whether APScheduler's own thread runs (None when there is no scheduler thread yet)."""
+    thread = getattr(getattr(jobs, "_sched", None), "_thread", None)
+    return thread.is_alive() if isinstance(thread, threading.Thread) else None
 
 
 def _writable(path: Path) -> bool:

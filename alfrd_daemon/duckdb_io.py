@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 
-EXIT_OK, EXIT_PROBLEM, EXIT_UNAVAILABLE, EXIT_USAGE = 0, 1, 2, 64
+from .cli import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    path_arg,
+    shown,
+    whole_number,
+)
+
+# --batch-size is rows per committed transaction, which runs next to the daemon: keep it short.
+MAX_BATCH = 100_000
+MAX_ROWS = 10**12  # --limit: beyond any ALFRD database, and within a BIGINT
 INSTALL_HINT = ("needs the duckdb package, which is not installed: "
                 "pip install 'alfrd-daemon[duckdb]'")
 
@@ -23,35 +34,28 @@ INSTALL_HINT = ("needs the duckdb package, which is not installed: "
 def register_cli(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("import-duckdb", parents=[common],
                        help="import an ALFRD DuckDB database (idempotent, resumable)")
-    p.add_argument("path", type=Path, help="ALFRD's .duckdb file (opened read-only)")
+    p.add_argument("path", type=path_arg, help="ALFRD's .duckdb file (opened read-only)")
     p.add_argument("--dry-run", action="store_true",
                    help="do everything in a transaction that is rolled back; copy no files")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--timezone", default="UTC",
                    help="zone ALFRD's zone-less timestamps were written in (default UTC)")
-    p.add_argument("--files-root", type=Path,
+    p.add_argument("--files-root", type=path_arg,
                    help="where ALFRD's files are now, if they moved from the paths it recorded")
-    p.add_argument("--batch-size", type=_positive, default=200,
+    p.add_argument("--batch-size", type=whole_number(1, MAX_BATCH), default=200,
                    help="rows per committed transaction (default 200)")
-    p.add_argument("--limit", type=_positive,
+    p.add_argument("--limit", type=whole_number(1, MAX_ROWS),
                    help="stop after reading this many rows (run again for the rest)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("export-duckdb", parents=[common],
                        help="write the archive to a DuckDB file in ALFRD's schema")
-    p.add_argument("path", type=Path, help="DuckDB file to create")
+    p.add_argument("path", type=path_arg, help="DuckDB file to create")
     p.add_argument("--force", action="store_true", help="replace the file if it exists")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--timezone", default="UTC",
                    help="zone to write ALFRD's zone-less timestamps in (default UTC)")
     p.set_defaults(func=cmd_export)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
 
 
 def load_duckdb(command: str) -> ModuleType | None:
@@ -67,8 +71,8 @@ def _zone(name: str, command: str) -> ZoneInfo | None:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        print(f"alfrd {command}: unknown time zone {name!r} (use a name such as UTC or "
-              "Europe/Berlin)", file=sys.stderr)
+        print(f"alfrd {command}: argument --timezone: unknown time zone {shown(name)} (use a "
+              "name such as UTC or Europe/Berlin)", file=sys.stderr)
         return None
 
 
@@ -86,7 +90,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     source = args.path.expanduser().absolute()
     if not source.is_file():
-        print(f"alfrd import-duckdb: {source} is not a file", file=sys.stderr)
+        print(f"alfrd import-duckdb: argument path: got {shown(str(source))}, expected a "
+              "DuckDB file", file=sys.stderr)
+        return EXIT_USAGE
+    if args.files_root is not None and not args.files_root.expanduser().is_dir():
+        print(f"alfrd import-duckdb: argument --files-root: got {shown(str(args.files_root))}, "
+              "expected a directory", file=sys.stderr)
         return EXIT_USAGE
     settings = cli.settings_from(args)
     try:

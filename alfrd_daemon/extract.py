@@ -34,6 +34,8 @@ from typing import Any, NoReturn
 
 import charset_normalizer
 
+from .pgsafe import clean_text
+
 EXTRACTOR_VERSIONS: dict[str, str] = {
     "plain": "1",
     "markdown": "1",
@@ -110,7 +112,6 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 # Control bytes that do not occur in real text (tab, newlines, form feed, backspace, ESC do).
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\x0b\x0c\r\x08\x1b") + b"\x7f"
 
-_SURROGATES = re.compile(r"[\ud800-\udfff]")
 _HSPACE = re.compile(r"[ \t\r\f\v\xa0]+")
 _MAX_META_CHARS = 1000
 _MAX_ATTACHMENT_NAMES = 50
@@ -509,14 +510,7 @@ _PARSERS: dict[str, _Parser] = {
 # --- cleaning ------------------------------------------------------------------------------------
 
 def _clean(text: str) -> str:
-    # PostgreSQL text cannot hold NUL, and lone surrogates (from JSON escapes or the email
-    # package's surrogateescape) cannot be encoded as UTF-8 at all.
-    text = text.replace("\x00", "").replace("\r\n", "\n")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = _SURROGATES.sub("\ufffd", text)
-    return text
+    return clean_text(text.replace("\r\n", "\n"))
 
 
 def _clean_title(title: str | None) -> str | None:

@@ -27,19 +27,20 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from . import committer, folderdoc
-from .claim import ClaimArea, ClaimBusy
+from .claim import ClaimArea, ClaimBusy, FileIdentity, Release
 from .committer import Committer, Pending
 from .config import Settings
 from .db import QUERIES, Database, DatabaseUnavailable
 from .extract import Extraction, ExtractLimits, PermanentExtractionError, extract
 from .failed import FailedFolder
 from .logs import event
+from .pgsafe import clean_json, clean_tags, clean_text
 from .rules import display_text, merge_tags, tags_for
-from .store import Store
+from .store import Incoming, SourceReadError, SourceTooLarge, Store
+from .writers import writer_open
 
 log = logging.getLogger("alfrd.ingest")
 
-READ_CHUNK = 1024 * 1024
 # Disk full and friends: the file is fine, the machine is not; try again later.
 TRANSIENT_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM,
                        errno.EMFILE, errno.ENFILE}
@@ -53,6 +54,7 @@ class Outcome(Enum):
     RETRY = "retry"
     BUSY = "busy"
     PENDING = "pending"  # handed to the committer; finished later through on_complete
+    WRITING = "writing"  # a writer still has it open: not claimed, judged again later
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,11 @@ class Permanent(Exception):
 
 class Transient(Exception):
     """Not the file's fault (database away, disk full): keep it claimed and retry."""
+
+
+class StillWriting(Exception):
+    """The claimed file changed while it was read, or a writer still holds it: nothing is
+    wrong with the machine, so intake goes on; this file is read again after a pause."""
 
 
 @dataclass
@@ -134,6 +141,8 @@ class ReadResult:
     sha256: str
     size: int
     claim_key: str
+    identity: FileIdentity | None = None  # fstat of the descriptor that was read
+    incoming: Incoming | None = None  # the private copy of exactly the bytes hashed
 
 
 @dataclass
@@ -206,7 +215,12 @@ class Ingestor:
             path = self.claims.path(relpath)
             if not os.path.lexists(path):
                 return Outcome.GONE
+            if self._writer_holds(path):
+                return Outcome.RETRY  # stays claimed; looked at again after the backoff
         else:
+            if self._writer_holds(self.claims.inbox / relpath):
+                log.debug("still open for writing, not claimed yet: %s", display_text(relpath))
+                return Outcome.WRITING
             try:
                 claimed = self.claims.claim(relpath)
             except ClaimBusy:
@@ -221,10 +235,16 @@ class Ingestor:
                 return Outcome.GONE
             path = claimed
         try:
-            st = os.lstat(path)
-            if stat.S_ISDIR(st.st_mode) and (path / folderdoc.META_NAME).is_file():
-                return self._process_folder(relpath, path)
-            return self._process_file(relpath, path, item)
+            try:
+                st = os.lstat(path)
+                if stat.S_ISDIR(st.st_mode) and (path / folderdoc.META_NAME).is_file():
+                    return self._process_folder(relpath, path)
+                return self._process_file(relpath, path, item)
+            except Permanent as exc:  # on every path: a permanent problem never loops
+                return self._fail(relpath, path, exc)
+        except StillWriting as exc:
+            log.info("%s: %s; reading it again later", display_text(relpath), exc)
+            return Outcome.RETRY
         except Transient as exc:
             self._transient(relpath, str(exc))
             return Outcome.RETRY
@@ -234,6 +254,27 @@ class Ingestor:
         except FileNotFoundError:
             # Someone removed our claimed copy (an operator, or a concurrent `alfrd check`).
             return Outcome.GONE
+
+    def _writer_holds(self, path: Path) -> bool:
+        """A regular file that some process still has open for writing, where the kernel can
+        tell (watch.lease_check). A writer that has held it for stale_write_seconds without
+        writing does not hold it up for ever: it is read, and checked again before release."""
+        if not self.settings.watch.lease_check:
+            return False
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode):
+                return False  # never opened; _read files it under failed/
+            if time.time() - st.st_mtime_ns / 1e9 > self.settings.watch.stale_write_seconds:
+                return False
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+                         | os.O_NOCTTY)
+        except OSError:
+            return False  # gone or unreadable: the normal path gives the outcome
+        try:
+            return writer_open(fd) is True
+        finally:
+            os.close(fd)
 
     def _transient(self, relpath: str, reason: str) -> None:
         self.counters.transient(reason)
@@ -248,29 +289,34 @@ class Ingestor:
         batched = self.committer is not None and item.attempt == 0
         sync_here = not batched or (self.committer is not None
                                     and self.committer.wants_worker_fsync())
+        read = self._read(path, sync=sync_here)
         try:
-            read = self._read(path, sync=sync_here)
-            extraction = self._extract(path, Path(relpath).name)
-        except Permanent as exc:
-            return self._fail(relpath, path, exc)
-        stored = self._store(path, read.sha256, sync=sync_here)
+            assert read.incoming is not None
+            # Extraction reads the private copy: the bytes that were hashed and get stored.
+            extraction = self._extract(read.incoming.path, Path(relpath).name)
+            stored = self._store(read, sync=sync_here)
+        except BaseException:
+            self.store.discard(read.incoming)
+            raise
         row = self._row(relpath, read, extraction, stored)
         arrival = self._arrival(relpath, name, read)
         if batched:
             assert self.committer is not None
             self.committer.submit(Pending(row, arrival, functools.partial(
-                self._committed, item, read.sha256), stored=self.store.path(read.sha256),
+                self._committed, item, read), stored=self.store.path(read.sha256),
                 durable=sync_here))
             return Outcome.PENDING
         try:
             outcome, document_id = self._record(Prepared(row, arrival))
         except Permanent as exc:
             return self._fail(relpath, path, exc)
-        self.claims.release(relpath)
         self._log_outcome(outcome, relpath, read.sha256, document_id)
+        if not self._release(relpath, read):
+            self.counters.add(outcome)
+            return Outcome.RETRY
         return outcome
 
-    def _committed(self, item: WorkItem, sha256: str, result: str | BaseException,
+    def _committed(self, item: WorkItem, read: ReadResult, result: str | BaseException,
                    document_id: str | None, replayed: bool) -> None:
         """The committer's verdict on one file (runs in the committer thread)."""
         relpath = item.relpath
@@ -279,19 +325,36 @@ class Ingestor:
                       else f"commit failed: {type(result).__name__}: {result}")
             self._transient(relpath, reason)
             outcome = Outcome.RETRY  # stays claimed; the retry commits on its own
+            self.counters.add(outcome)
         else:
             outcome = Outcome(result)
             if replayed:
                 log.info("claim replayed after a restart; already recorded: %s",
                          display_text(relpath))
-            self.claims.release(relpath)
-            self._log_outcome(outcome, relpath, sha256, str(document_id))
-        self.counters.add(outcome)
+            self._log_outcome(outcome, relpath, read.sha256, str(document_id))
+            self.counters.add(outcome)
+            if not self._release(relpath, read):
+                outcome = Outcome.RETRY
         if self.on_complete is not None:
             self.on_complete(item, outcome)
 
+    def _release(self, relpath: str, read: ReadResult) -> bool:
+        """Forget the claimed copy, but only if it is still the file that was read. If not,
+        its new content is a new arrival: False, and the caller has it ingested again."""
+        assert read.identity is not None
+        verdict = self.claims.release_unchanged(relpath, read.identity)
+        if verdict is Release.RELEASED:
+            return True
+        shown = display_text(relpath)
+        why = ("it changed after it was read" if verdict is Release.CHANGED
+               else "a writer still has it open")
+        event(log, "changed_after_read", f"{shown}: {why}; its new content is ingested too",
+              level=logging.WARNING, path=shown, sha256=read.sha256, reason=verdict.value)
+        return False
+
     def _read(self, path: Path, *, sync: bool = True) -> ReadResult:
-        """Hash while reading once, never following links and never blocking on a FIFO."""
+        """Copy into the store while hashing, reading the file once, never following links
+        and never blocking on a FIFO."""
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode):
             raise Permanent(f"{kind_of(st.st_mode)}: only regular files are ingested")
@@ -310,37 +373,36 @@ class Ingestor:
                 raise Permanent("a symbolic link (links are never followed)") from exc
             raise
         try:
-            return self._hash_fd(fd, limit, sync=sync)
+            return self._copy_fd(fd, limit, sync=sync)
         finally:
             os.close(fd)
 
-    def _hash_fd(self, fd: int, limit: int, *, sync: bool = True) -> ReadResult:
+    def _copy_fd(self, fd: int, limit: int, *, sync: bool = True) -> ReadResult:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             raise Permanent(f"{kind_of(before.st_mode)}: only regular files are ingested")
-        h = hashlib.sha256()
-        size = 0
         try:
-            while chunk := os.read(fd, READ_CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise Permanent(f"too large: more than {limit} bytes (still growing)",
-                                    size=size)
-                h.update(chunk)
+            incoming = self.store.receive(fd, limit=limit,
+                                          sync=sync and self.settings.store.fsync)
+        except SourceTooLarge as exc:
+            raise Permanent(f"too large: more than {limit} bytes (still growing)",
+                            size=exc.size) from exc
+        except SourceReadError as exc:
+            if exc.error.errno in TRANSIENT_OS_ERRORS:
+                raise Transient(f"read error: {exc.error.strerror}") from exc
+            raise Permanent(f"unreadable: {exc.error.strerror}", size=exc.size) from exc
         except OSError as exc:
-            if exc.errno in TRANSIENT_OS_ERRORS:
-                raise Transient(f"read error: {exc.strerror}") from exc
-            raise Permanent(f"unreadable: {exc.strerror}", size=size) from exc
+            raise Transient(f"cannot write the store: {exc.strerror or exc}") from exc
         after = os.fstat(fd)
-        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-            raise Transient("the file changed while it was read; a writer still has it open")
-        if size == 0:
+        if FileIdentity.of(after) != FileIdentity.of(before) or after.st_size != incoming.size:
+            self.store.discard(incoming)
+            raise StillWriting("it changed while it was read")
+        if incoming.size == 0:
+            self.store.discard(incoming)
             raise Permanent("empty file (0 bytes)", size=0)
-        if sync and self.settings.store.fsync:
-            os.fsync(fd)
-        sha = h.hexdigest()
-        key = f"{after.st_dev}:{after.st_ino}:{after.st_mtime_ns}:{size}:{sha}"
-        return ReadResult(sha, size, key)
+        sha = incoming.sha256
+        key = f"{after.st_dev}:{after.st_ino}:{after.st_mtime_ns}:{incoming.size}:{sha}"
+        return ReadResult(sha, incoming.size, key, FileIdentity.of(after), incoming)
 
     def _extract(self, path: Path, name: str) -> Extraction:
         try:
@@ -357,10 +419,10 @@ class Ingestor:
             log.exception("extractor crashed on %s", display_text(name))
             raise Permanent(f"extractor error: {type(exc).__name__}: {exc}") from exc
 
-    def _store(self, path: Path, sha256: str, *, sync: bool = True) -> str:
+    def _store(self, read: ReadResult, *, sync: bool = True) -> str:
+        assert read.incoming is not None
         try:
-            return self.store.put(path, sha256, data_synced=True,
-                                  sync=self.settings.store.fsync and sync)
+            return self.store.adopt(read.incoming, sync=self.settings.store.fsync and sync)
         except OSError as exc:
             raise Transient(f"cannot write the store: {exc.strerror or exc}") from exc
 
@@ -379,17 +441,18 @@ class Ingestor:
             "sha256": read.sha256,
             "original_name": display_text(Path(relpath).name),
             "source_path": display_text(relpath),
-            "tags": tags if tags is not None else self._tags(relpath),
+            "tags": clean_tags(tags if tags is not None else self._tags(relpath)),
             "mime_type": x.mime_type,
             "size_bytes": read.size,
             "stored_path": stored,
             "status": x.status,
-            "title": _clean(x.title) if x.title else None,
-            "extracted_text": _clean(x.text),
+            "title": clean_text(x.title) if x.title else None,
+            "extracted_text": clean_text(x.text),
             "extractor": x.extractor,
             "search_config": self.settings.search.language,
-            "metadata": Jsonb(meta),
+            "metadata": Jsonb(clean_json(meta)),
             "error": None,
+            "store_id": self.store.id,
         }
 
     def _tags(self, relpath: str) -> list[str]:
@@ -457,12 +520,40 @@ class Ingestor:
         if f"failed/{display_text(placed)}" != recorded:  # another failure took the name
             with self.db.transaction() as cur:
                 cur.execute(QUERIES["refresh_failed_document"],
-                            {"id": document_id, "error": problem.reason,
-                             "stored_path": f"failed/{display_text(placed)}"})
+                            {"id": document_id, "error": clean_text(problem.reason),
+                             "stored_path": f"failed/{display_text(placed)}",
+                             "store_id": self.store.id})
         event(log, "failed", f"failed {shown}: {problem.reason}", level=logging.WARNING,
               path=shown, reason=problem.reason, sha256=problem.sha256 or "",
               document_id=document_id, failed_path=display_text(placed))
         return Outcome.FAILED
+
+    def fail_internal(self, item: WorkItem, reason: str) -> Outcome:
+        """A file that keeps raising unexpected errors goes to failed/ with that reason. If
+        recording the failure is what breaks, it is still moved beside its note: no file
+        loops for ever, and none vanishes."""
+        relpath = item.relpath
+        path = self.claims.path(relpath)
+        if not os.path.lexists(path):
+            claimed = self.claims.claim(relpath)
+            if claimed is None:
+                return Outcome.GONE
+            path = claimed
+        try:
+            outcome = self._fail(relpath, path, Permanent(reason))
+        except DatabaseUnavailable:
+            raise
+        except Exception:
+            log.exception("recording the failure of %s failed too", display_text(relpath))
+            shown = display_text(relpath)
+            placed = self.failed.put(path, relpath, {
+                "reason": reason, "source_path": shown, "instance": self.instance,
+                "note": "no failed row was recorded; see the daemon's log"})
+            event(log, "failed", f"failed {shown}: {reason}", level=logging.WARNING,
+                  path=shown, reason=reason, failed_path=display_text(placed))
+            outcome = Outcome.FAILED
+        self.counters.add(outcome)
+        return outcome
 
     def _record_failure(
         self, relpath: str, name: str, key: str, problem: Permanent
@@ -488,11 +579,11 @@ class Ingestor:
                         (recorded or {}).get("stored_path") or "")
             row = {
                 "id": None, "sha256": problem.sha256, "original_name": arrival["original_name"],
-                "source_path": shown, "tags": self._tags(relpath), "mime_type": None,
+                "source_path": shown, "tags": clean_tags(self._tags(relpath)), "mime_type": None,
                 "size_bytes": problem.size, "stored_path": stored_path, "status": "failed",
                 "title": None, "extracted_text": None, "extractor": None,
                 "search_config": self.settings.search.language, "metadata": Jsonb({}),
-                "error": problem.reason,
+                "error": clean_text(problem.reason), "store_id": self.store.id,
             }
             outcome = Outcome.FAILED
             inserted = cur.execute(QUERIES["insert_document"], row).fetchone()
@@ -506,8 +597,8 @@ class Ingestor:
                 document_id = existing["id"]
                 if existing["status"] == "failed":
                     cur.execute(QUERIES["refresh_failed_document"],
-                                {"id": document_id, "error": problem.reason,
-                                 "stored_path": stored_path})
+                                {"id": document_id, "error": clean_text(problem.reason),
+                                 "stored_path": stored_path, "store_id": self.store.id})
                 else:
                     outcome = Outcome.DUPLICATE
             cur.execute(QUERIES["set_arrival_document"],
@@ -517,33 +608,38 @@ class Ingestor:
 
     # --- ALFRD document folders ----------------------------------------------------------------
     def _process_folder(self, relpath: str, path: Path) -> Outcome:
+        pages: list[tuple[folderdoc.Page, ReadResult, Extraction]] = []
+        reads: list[ReadResult] = []  # each page's private copy, removed unless adopted
         try:
-            meta = self._read_meta(path)
-            pages = []
-            for page in meta.pages:
-                page_path = path / page.file
-                read = self._read(page_path)
-                extraction = self._extract(page_path, page.file)
-                pages.append((page, page_path, read, extraction))
-        except folderdoc.InvalidFolder as exc:
-            return self._fail(relpath, path, Permanent(f"invalid document folder: {exc}"))
-        except Permanent as exc:
-            return self._fail(relpath, path, Permanent(f"document folder page: {exc.reason}"))
-        digest = folderdoc.folder_digest([(p, r.sha256) for p, _, r, _ in pages])
-        page_meta = []
-        for page, page_path, read, extraction in pages:
-            stored = self._store(page_path, read.sha256)
-            page_meta.append({"file": display_text(page.file), "type": page.type,
-                              "order": page.order, "sha256": read.sha256, "size": read.size,
-                              "mime_type": extraction.mime_type, "stored_path": stored,
-                              "status": extraction.status})
-        text = "\n\n".join(x.text for _, _, _, x in pages if x.text)
+            try:
+                meta = self._read_meta(path)
+                for page in meta.pages:
+                    read = self._read(path / page.file)
+                    reads.append(read)
+                    assert read.incoming is not None
+                    pages.append((page, read, self._extract(read.incoming.path, page.file)))
+            except folderdoc.InvalidFolder as exc:
+                raise Permanent(f"invalid document folder: {exc}") from exc
+            except Permanent as exc:
+                raise Permanent(f"document folder page: {exc.reason}") from exc
+            page_meta = []
+            for page, read, extraction in pages:
+                stored = self._store(read)
+                page_meta.append({"file": display_text(page.file), "type": page.type,
+                                  "order": page.order, "sha256": read.sha256,
+                                  "size": read.size, "mime_type": extraction.mime_type,
+                                  "stored_path": stored, "status": extraction.status})
+        finally:
+            for read in reads:
+                self.store.discard(read.incoming)  # an adopted copy is gone already
+        digest = folderdoc.folder_digest([(p, r.sha256) for p, r, _ in pages])
+        text = "\n\n".join(x.text for _, _, x in pages if x.text)
         status = "extracted" if all(x.status == "extracted" for *_, x in pages) else "pending"
         combined = Extraction(text=text, mime_type="application/x-alfrd-folder", status=status,
                               extractor="folder/1+" + "+".join(sorted({x.extractor for *_, x
                                                                        in pages})))
-        total = sum(r.size for _, _, r, _ in pages)
-        first_key = pages[0][2].claim_key
+        total = sum(r.size for _, r, _ in pages)
+        first_key = pages[0][1].claim_key
         read = ReadResult(digest, total, f"folder:{meta.id}:{first_key}")
         tags = merge_tags(self._tags(relpath), list(meta.tags))
         metadata = {"folder": {"id": meta.id, "created_at": meta.created_at,
@@ -586,11 +682,4 @@ def _path_tag(relpath: str) -> str:
     adoption. Two hard links to one inode dropped under two names share device, inode, mtime
     and content, yet are two arrivals; only a replay of the same claim has the same path."""
     return hashlib.sha256(os.fsencode(relpath)).hexdigest()[:16]
-
-
-def _clean(text: str) -> str:
-    """PostgreSQL text holds neither NUL nor lone surrogates."""
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-    return text.encode("utf-8", "replace").decode("utf-8")
 

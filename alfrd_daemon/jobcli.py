@@ -8,9 +8,18 @@ import socket
 import sys
 from typing import IO, Any
 
+from .cli import (
+    EXIT_BUSY,
+    EXIT_OK,
+    EXIT_PROBLEM,
+    EXIT_USAGE,
+    MAX_ROWS,
+    bad_argument,
+    conninfo_arg,
+    text_path,
+    whole_number,
+)
 from .jobsettings import JOB_ATTRS, canonical_job_name
-
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_BUSY = 0, 1, 64, 75
 
 
 class StageProgress:
@@ -105,13 +114,16 @@ def _summary(name: str, d: dict[str, Any]) -> str:
     return ""
 
 
-def cmd_jobs_run(args: argparse.Namespace) -> int:
-    name = canonical_job_name(args.name)
+def job_name(text: str) -> str:
+    """A job's name as `alfrd jobs` takes it ('retry_failed' and 'retry-failed' alike)."""
+    name = canonical_job_name(text)
     if name is None:
-        print(f"alfrd jobs run: no job {args.name!r}; jobs: {', '.join(JOB_ATTRS)}",
-              file=sys.stderr)
-        return EXIT_USAGE
-    return run_job(args, name)
+        bad_argument(text, "one of " + ", ".join(JOB_ATTRS))
+    return name
+
+
+def cmd_jobs_run(args: argparse.Namespace) -> int:
+    return run_job(args, args.name)
 
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
@@ -139,9 +151,8 @@ def cmd_jobs_history(args: argparse.Namespace) -> int:
     from .jobs import Q
 
     settings = settings_from(args)
-    name = canonical_job_name(args.name) if args.name else None
     with database(settings) as conn:
-        rows = conn.execute(Q["job_history"], {"job": name, "limit": args.limit}).fetchall()
+        rows = conn.execute(Q["job_history"], {"job": args.name, "limit": args.limit}).fetchall()
     if args.json:
         print_json(rows)
         return EXIT_OK
@@ -221,15 +232,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("jobs", help="scheduled jobs: run one now, list, history")
     jsub = p.add_subparsers(dest="jobs_command", required=True, metavar="SUBCOMMAND")
     j = jsub.add_parser("run", parents=[common], help="run a job now (under its lock)")
-    j.add_argument("name", help=", ".join(JOB_ATTRS))
+    j.add_argument("name", type=job_name, help=", ".join(JOB_ATTRS))
     j.add_argument("--json", action="store_true")
     j.set_defaults(func=cmd_jobs_run)
     j = jsub.add_parser("list", parents=[common], help="each job's schedule, last and next run")
     j.add_argument("--json", action="store_true")
     j.set_defaults(func=cmd_jobs_list)
     j = jsub.add_parser("history", parents=[common], help="recent runs")
-    j.add_argument("name", nargs="?")
-    j.add_argument("--limit", type=int, default=20)
+    j.add_argument("name", nargs="?", type=job_name)
+    j.add_argument("--limit", type=whole_number(1, MAX_ROWS), default=20)
     j.add_argument("--json", action="store_true")
     j.set_defaults(func=cmd_jobs_history)
 
@@ -241,8 +252,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("restore", parents=[common],
                        help="restore a backup into an empty database and verify it")
-    p.add_argument("backup", help="'latest', an archive name in the backups folder, or a path")
-    p.add_argument("--to", required=True, metavar="URL", help="an empty database")
+    p.add_argument("backup", type=text_path,
+                   help="'latest', an archive name in the backups folder, or a path")
+    p.add_argument("--to", required=True, type=conninfo_arg, metavar="URL",
+                   help="an empty database")
     p.add_argument("--keep-owners", action="store_true",
                    help="restore ownership and privileges (the roles must exist)")
     p.add_argument("--json", action="store_true")

@@ -119,7 +119,7 @@ def canonical_job_name(name: str) -> str | None:
 
 def parse_jobs(r: _Reader, *, rescan_interval: float) -> JobsSettings:
     """Read the `jobs:` section; the rescan job's interval defaults to watch.rescan_interval."""
-    from .config import _boolean, _integer, _number, _string
+    from .config import _boolean, _conninfo, _integer, _number, _path_text, _string
 
     def common(section: _Reader, defaults: Any) -> dict[str, Any]:
         return {
@@ -143,7 +143,7 @@ def parse_jobs(r: _Reader, *, rescan_interval: float) -> JobsSettings:
         keep_daily=b.get("keep_daily", 7, _integer(1, 3660), ""),
         keep_weekly=b.get("keep_weekly", 4, _integer(0, 520), ""),
         roles=b.get("roles", True, _boolean, "true or false"),
-        pg_bin_dir=b.get("pg_bin_dir", None, lambda v: Path(_string(v)), "a directory path"),
+        pg_bin_dir=b.get("pg_bin_dir", None, lambda v: Path(_path_text(v)), ""),
         timeout=b.get("timeout", 6 * 3600.0, _number(10, 7 * 86400), "seconds"),
     )
     b.finish()
@@ -151,7 +151,7 @@ def parse_jobs(r: _Reader, *, rescan_interval: float) -> JobsSettings:
     t = r.section("restore_test")
     restore_test = RestoreTestJob(
         **common(t, RestoreTestJob()),
-        scratch_url=t.get("scratch_url", None, _string, "a PostgreSQL URL"),
+        scratch_url=t.get("scratch_url", None, _conninfo, "a PostgreSQL URL"),
         timeout=t.get("timeout", 6 * 3600.0, _number(10, 7 * 86400), "seconds"),
     )
     t.finish()

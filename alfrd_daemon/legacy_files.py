@@ -8,12 +8,10 @@ store's chmod would change the user's file mode.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -21,9 +19,10 @@ from typing import Any
 
 from . import folderdoc
 from .legacy_map import FileFacts, parse_json
-from .store import FILE_MODE, Store
+from .store import SourceReadError, Store
 
 READ_CHUNK = 1024 * 1024
+UNLIMITED = 1 << 62  # imported files are whatever the old archive held
 
 
 def candidate_paths(recorded: str, files_root: Path | None, base_dir: Path,
@@ -160,40 +159,31 @@ class FileImporter:
         return None
 
     def _copy(self, path: Path) -> Copied:
-        """Hash while copying into a temporary file in the store, then let the store adopt it
-        (a rename-free link within its own filesystem). A dry run only hashes."""
+        """Hash while copying into the store (a private copy of exactly the bytes hashed). A
+        dry run only hashes."""
         # O_NONBLOCK: a FIFO that replaced a file since the stat must not hang the import.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as src:
             if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
                 raise FileNotFoundError(str(path))
             if self.store is None:
-                sha, size = _hash_stream(src, None)
+                sha, size = _hash_stream(src)
                 return Copied(sha, size, None)
-            tmp_fd, tmp = tempfile.mkstemp(dir=self.store.root, prefix=".incoming-import-")
             try:
-                with os.fdopen(tmp_fd, "wb") as out:
-                    sha, size = _hash_stream(src, out)
-                    out.flush()
-                    if self.fsync:
-                        os.fsync(out.fileno())
-                os.chmod(tmp, FILE_MODE)
-                stored = self.store.put(Path(tmp), sha, data_synced=True)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+                incoming = self.store.receive(src.fileno(), limit=UNLIMITED, sync=self.fsync)
+            except SourceReadError as exc:
+                raise exc.error from exc
+            stored = self.store.adopt(incoming, sync=self.fsync)
         self.files_stored += 1
-        return Copied(sha, size, stored)
+        return Copied(incoming.sha256, incoming.size, stored)
 
 
-def _hash_stream(src: Any, out: Any) -> tuple[str, int]:
+def _hash_stream(src: Any) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
     while chunk := src.read(READ_CHUNK):
         h.update(chunk)
         size += len(chunk)
-        if out is not None:
-            out.write(chunk)
     return h.hexdigest(), size
 
 

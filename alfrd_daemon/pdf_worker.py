@@ -11,7 +11,6 @@ stdout: ``{"text", "pages", "title", "truncated", "page_errors"}`` with exit cod
 import json
 import logging
 import os
-import re
 import resource
 import sys
 import warnings
@@ -20,6 +19,8 @@ from typing import Any
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
 
+from alfrd_daemon.pgsafe import clean_text
+
 EXIT_OK = 0
 EXIT_BAD_PDF = 2
 EXIT_NO_MEMORY = 3
@@ -27,7 +28,6 @@ EXIT_USAGE = 64
 
 # Acrobat accepts the header anywhere in the first KiB; so do we.
 _HEADER_WINDOW = 1024
-_SURROGATES = re.compile(r"[\ud800-\udfff]")
 _PAGE_SEPARATOR = "\n\n"
 
 
@@ -105,7 +105,7 @@ def _texts(reader: PdfReader, pages: int, max_chars: int) -> tuple[str, bool, in
             skipped_pages = index < pages - 1
             break
     joined = _PAGE_SEPARATOR.join(parts)
-    clean = _SURROGATES.sub("\ufffd", joined.replace("\x00", ""))
+    clean = clean_text(joined)
     return clean[:max_chars], skipped_pages or len(clean) > max_chars, errors
 
 
@@ -119,7 +119,7 @@ def _title(reader: PdfReader) -> str | None:
         return None
     if not title:
         return None
-    return _SURROGATES.sub("\ufffd", str(title).replace("\x00", "")).strip() or None
+    return clean_text(str(title)).strip() or None
 
 
 def extract_pdf(path: str, max_pages: int, max_chars: int) -> dict[str, Any]:

@@ -1,9 +1,12 @@
 """When jobs run: cron expressions and fixed intervals, as APScheduler triggers and as pure
 functions of the current time (so schedule logic is tested without sleeping).
 
-Two decisions live here:
+Three decisions live here:
 - Crontab weekdays follow cron (0 and 7 = Sunday). APScheduler 3 numbers Monday 0 (its issue
   286), so the weekday field is translated into day names before it reaches APScheduler.
+- A line restricting both day of month and weekday (`0 0 1 * 1`) fires when EITHER matches, as
+  cron does; APScheduler's CronTrigger requires both, so such a line becomes two triggers (one
+  per field) whose earliest fire time wins.
 - Intervals are anchored to a fixed instant instead of the scheduler's start, so every daemon
   on a database computes the same fire times and the same slot for a run; that is what lets
   the database recognise a slot another daemon has already served.
@@ -38,6 +41,9 @@ SCHEDULE_EXPECTED = ("a cron expression such as '0 3 * * *' (minute hour day mon
                      "0 = Sunday) or an interval such as 'every 6h' or 300 (seconds)")
 # How far back previous_fire looks before giving up (a 29 February cron fires every 4 years).
 _MAX_LOOKBACK = timedelta(days=8 * 366)
+# Intervals: short enough to test with, long enough that timedelta and the scheduler cope.
+MIN_INTERVAL = 0.1
+MAX_INTERVAL = 366 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,8 @@ def format_duration(seconds: float) -> str:
 
 
 def parse_duration(value: object) -> float:
-    """300, '90s', '5m', '6h', '1d', '2w' → seconds (positive)."""
+    """300, '90s', '5m', '6h', '1d', '2w' → seconds, from MIN_INTERVAL to MAX_INTERVAL (NaN and
+    infinities are outside every range)."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 300, '5m' or '6h'")
     if isinstance(value, int | float):
@@ -85,8 +92,9 @@ def parse_duration(value: object) -> float:
             raise ValueError("expected a duration such as 300, '5m' or '6h'")
         unit = m.group(2).lower() if m.group(2) else None
         seconds = float(m.group(1)) * _UNIT_SECONDS[unit]
-    if not seconds > 0:
-        raise ValueError("expected a duration above zero")
+    if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
+        raise ValueError(f"expected a duration from {MIN_INTERVAL:g} s to "
+                         f"{format_duration(MAX_INTERVAL)}")
     return seconds
 
 
@@ -96,23 +104,30 @@ def parse_schedule(value: object) -> Schedule:
     if isinstance(value, bool):
         raise ValueError(f"expected {SCHEDULE_EXPECTED}")
     if isinstance(value, int | float):
-        if value <= 0:
-            raise ValueError(f"expected {SCHEDULE_EXPECTED}")
-        return every(value)
+        try:
+            return every(parse_duration(value))
+        except ValueError as exc:
+            raise ValueError(f"expected {SCHEDULE_EXPECTED} ({_detail(exc)})") from None
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"expected {SCHEDULE_EXPECTED}")
     text = " ".join(value.split())
     if text.lower().startswith("every "):
         try:
             return every(parse_duration(text[6:]))
-        except ValueError:
-            raise ValueError(f"expected {SCHEDULE_EXPECTED}") from None
+        except ValueError as exc:
+            raise ValueError(f"expected {SCHEDULE_EXPECTED} ({_detail(exc)})") from None
     expression = _MACROS.get(text.lower(), text)
     try:
-        _cron_trigger(expression, UTC)
+        trigger = _cron_trigger(expression, UTC)
     except ValueError as exc:
         raise ValueError(f"expected {SCHEDULE_EXPECTED} ({exc})") from None
+    if trigger.get_next_fire_time(None, ANCHOR) is None:  # e.g. '0 0 31 2 *'
+        raise ValueError(f"expected {SCHEDULE_EXPECTED} (this line never fires)")
     return cron(expression)
+
+
+def _detail(exc: ValueError) -> str:
+    return str(exc).removeprefix("expected ")
 
 
 def crontab_weekdays(field: str) -> str:
@@ -152,15 +167,29 @@ def _weekday(token: str, end: bool = False) -> int:
     raise ValueError(f"unknown weekday {token!r} (0-7 or sun-sat)")
 
 
+def restricts(field: str) -> bool:
+    """Whether a day field limits the days, the way cron decides it: a field that starts with
+    '*' does not (so '*/2' counts as unrestricted, as in Vixie cron and cronie)."""
+    return not field.startswith("*")
+
+
 def _cron_trigger(expression: str, tz: tzinfo) -> Any:
+    from apscheduler.triggers.combining import OrTrigger
     from apscheduler.triggers.cron import CronTrigger
 
     fields = expression.split()
     if len(fields) != 5:
         raise ValueError(f"{len(fields)} fields, a crontab line has 5")
     minute, hour, day, month, weekday = fields
-    return CronTrigger(minute=minute, hour=hour, day=day, month=month,
-                       day_of_week=crontab_weekdays(weekday), timezone=tz)
+    weekdays = crontab_weekdays(weekday)
+
+    def trigger(day: str, day_of_week: str) -> Any:
+        return CronTrigger(minute=minute, hour=hour, day=day, month=month,
+                           day_of_week=day_of_week, timezone=tz)
+
+    if restricts(day) and restricts(weekday):
+        return OrTrigger([trigger(day, "*"), trigger("*", weekdays)])
+    return trigger(day, weekdays)
 
 
 def make_trigger(schedule: Schedule, tz: tzinfo) -> Any:
@@ -225,6 +254,6 @@ def resolve_timezone(name: str) -> tzinfo:
         return UTC
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError("expected 'local', 'UTC' or a time zone name such as "
                          "Europe/Berlin") from None

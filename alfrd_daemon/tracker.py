@@ -30,11 +30,29 @@ from .watch import Kind, Signal, scan
 log = logging.getLogger("alfrd.tracker")
 
 RETRY_BUSY_SECONDS = 0.5
+FOLDER_QUIET_MAX_SECONDS = 60.0
 
 
 @dataclass
 class _Retry:
     item: WorkItem
+
+
+@dataclass
+class NewFolder:
+    """A folder that appeared while we watch: when it appeared, and its latest event below it
+    (monotonic seconds)."""
+
+    appeared: float
+    last_activity: float
+
+
+def folder_quiet_due(folder: NewFolder, settle_seconds: float, max_wait: float) -> float:
+    """When files in a new folder may go: once nothing happened below it for settle_seconds,
+    so a folder copied in whole is seen whole, but never later than max_wait after it
+    appeared, so a scanner that writes into it all day still gets its pages through. Bounds
+    the folder the way stale_write_seconds bounds a file that is never closed."""
+    return min(folder.last_activity + settle_seconds, folder.appeared + max_wait)
 
 
 @dataclass(frozen=True)
@@ -49,6 +67,7 @@ class TrackerSettings:
     retry_initial: float
     retry_max: float
     watch_limit: int | None = None  # the kernel's inotify watch limit, in inotify mode
+    folder_quiet_max: float = FOLDER_QUIET_MAX_SECONDS
 
 
 class Tracker:
@@ -64,7 +83,7 @@ class Tracker:
         self.signals: queue.SimpleQueue[Signal | tuple[str, object]] = queue.SimpleQueue()
         self.sightings: dict[str, Sighting] = {}
         self.folders: set[str] = set()
-        self.recent_dirs: dict[str, float] = {}
+        self.recent_dirs: dict[str, NewFolder] = {}
         self.in_flight: set[str] = set()
         self._heap: list[tuple[float, int, str | _Retry]] = []
         self._seq = itertools.count()
@@ -91,6 +110,11 @@ class Tracker:
     def finished(self, item: WorkItem, outcome_retry: bool, busy: bool) -> None:
         """A worker is done with an item: forget it, or schedule its retry."""
         self.signals.put(("done", (item, outcome_retry, busy)))
+
+    def writing(self, item: WorkItem) -> None:
+        """A worker found a writer still holding the file: judge it again once it is closed
+        (inotify reports the close) or has settled."""
+        self.signals.put(("writing", item))
 
     def adopt(self, relpaths: list[str]) -> None:
         """Claims inherited from a dead daemon (or left by our own crash) go straight to work."""
@@ -147,6 +171,14 @@ class Tracker:
             self._heap = [(min(due, now) if isinstance(e, _Retry) else due, n, e)
                           for due, n, e in self._heap]
             heapq.heapify(self._heap)
+        elif tag == "writing":
+            item = payload
+            assert isinstance(item, WorkItem)
+            self.in_flight.discard(item.relpath)
+            # An event that came while it was in flight (its close) already says more.
+            if item.relpath not in self.sightings:
+                self.sightings[item.relpath] = Sighting(last_activity=now, writing=True)
+            self._push(now + self.s.params.settle_seconds, item.relpath)
         elif tag == "retry":
             item = payload
             assert isinstance(item, WorkItem)
@@ -158,7 +190,11 @@ class Tracker:
         if sig.kind is Kind.DIR_APPEARED:
             if not self.s.recursive or is_ignored(rel + "/x", (), self.s.ignore_dirs):
                 return
-            self.recent_dirs[rel] = now
+            known = self.recent_dirs.get(rel)
+            if known is None:
+                self.recent_dirs[rel] = NewFolder(appeared=now, last_activity=now)
+            else:  # a repeated event: its wait still counts from when it first appeared
+                known.last_activity = now
             self._touch_parents(rel, now)
             self._scan_wanted.append(rel)  # files moved in with a folder produce no events
             return
@@ -195,8 +231,9 @@ class Tracker:
     def _touch_parents(self, rel: str, now: float) -> None:
         parent = rel.rpartition("/")[0]
         while parent:
-            if parent in self.recent_dirs:
-                self.recent_dirs[parent] = now
+            folder = self.recent_dirs.get(parent)
+            if folder is not None:
+                folder.last_activity = now
             parent = parent.rpartition("/")[0]
 
     def _on_done(self, item: WorkItem, retry: bool, busy: bool, now: float) -> None:
@@ -244,12 +281,14 @@ class Tracker:
                 self.folders.add(rel)
             # The file has been still since its mtime: a catch-up scan need not wait again.
             still_for = max(0.0, wall - st.st_mtime_ns / 1e9)
-            self.sightings[rel] = Sighting(last_activity=now - still_for)
+            sighting = self.sightings[rel] = Sighting(last_activity=now - still_for)
+            if not is_folder:  # the scan's stat is the first of the two looks
+                sighting.size, sighting.mtime_ns = st.st_size, st.st_mtime_ns
             self._push(now, rel)
         if start == "":
             self._check_watch_limit(dirs_seen[0])
-        for d, last in list(self.recent_dirs.items()):
-            if now - last > self.s.params.settle_seconds:
+        for d, folder in list(self.recent_dirs.items()):
+            if now >= self._folder_quiet_due(folder):
                 del self.recent_dirs[d]
 
     def _check_watch_limit(self, dirs: int) -> None:
@@ -283,7 +322,7 @@ class Tracker:
         if rel in self.in_flight:
             self._push(now + RETRY_BUSY_SECONDS, rel)
             return
-        verdict, due = decide(s, self._observe(rel), now, self.s.params)
+        verdict, due = decide(s, self._observe(rel), now, self.s.params, wall_now=time.time())
         if verdict is Verdict.GONE:
             self.sightings.pop(rel, None)
             self.folders.discard(rel)
@@ -344,16 +383,18 @@ class Tracker:
 
     def _dir_quiet_due(self, rel: str, now: float) -> float:
         """Files in a folder that just appeared wait until the folder is quiet, so a folder
-        copied in whole is seen whole (and one holding meta.json becomes one document)."""
+        copied in whole is seen whole (and one holding meta.json becomes one document), but
+        no longer than folder_quiet_max after it appeared (see folder_quiet_due)."""
         due = now
         parent = rel.rpartition("/")[0]
         while parent:
-            last = self.recent_dirs.get(parent)
-            if last is not None:
-                if now - last >= self.s.params.settle_seconds:
-                    del self.recent_dirs[parent]
+            folder = self.recent_dirs.get(parent)
+            if folder is not None:
+                folder_due = self._folder_quiet_due(folder)
+                if now >= folder_due:
+                    del self.recent_dirs[parent]  # waited on long enough: its files flow
                 else:
-                    due = max(due, last + self.s.params.settle_seconds)
+                    due = max(due, folder_due)
             parent = parent.rpartition("/")[0]
         if due == now and rel not in self.folders:
             parent = rel.rpartition("/")[0]
@@ -365,6 +406,9 @@ class Tracker:
                 self._push(now, parent)
                 return float("inf")
         return due
+
+    def _folder_quiet_due(self, folder: NewFolder) -> float:
+        return folder_quiet_due(folder, self.s.params.settle_seconds, self.s.folder_quiet_max)
 
     def _folder_ready(self, rel: str, s: Sighting, now: float) -> bool:
         """A folder is ready when meta.json parses and every page it lists is there; after

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -145,6 +146,40 @@ def start_observer(
                       event_filter=WANTED_EVENTS)
     observer.start()
     return observer, "polling"
+
+
+class InboxState(Enum):
+    WATCHED = "watched"  # the directory we armed the watch on is still the one at the path
+    MISSING = "missing"  # nothing (or no directory) at the inbox path
+    REPLACED = "replaced"  # another directory now: our watch and claim area went with the old
+
+
+def directory_identity(path: Path) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the directory at path, None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
+def judge_inbox(armed: tuple[int, int] | None, current: tuple[int, int] | None) -> InboxState:
+    """Is the inbox we watch still the one at its path? `armed` is its identity when the watch
+    was armed, `current` what is there now (see directory_identity)."""
+    if current is None:
+        return InboxState.MISSING
+    if armed is not None and current != armed:
+        return InboxState.REPLACED
+    return InboxState.WATCHED
+
+
+def watching(observer: BaseObserver | None) -> bool:
+    """The observer thread stays alive when the directory it watches is deleted, but its
+    emitter (the thread reading inotify, or polling) stops: only both alive means events flow."""
+    if observer is None or not observer.is_alive():
+        return False
+    emitters = observer.emitters
+    return bool(emitters) and all(e.is_alive() for e in emitters)
 
 
 def inotify_watch_limit() -> int | None:

@@ -4,10 +4,11 @@
 -- name: insert_document
 INSERT INTO documents (id, sha256, original_name, source_path, tags, mime_type, size_bytes,
                        stored_path, status, title, extracted_text, extractor, search_config,
-                       metadata, error)
+                       metadata, error, store_id)
 VALUES (coalesce(%(id)s, gen_random_uuid()), %(sha256)s, %(original_name)s, %(source_path)s,
         %(tags)s, %(mime_type)s, %(size_bytes)s, %(stored_path)s, %(status)s, %(title)s,
-        %(extracted_text)s, %(extractor)s, %(search_config)s::regconfig, %(metadata)s, %(error)s)
+        %(extracted_text)s, %(extractor)s, %(search_config)s::regconfig, %(metadata)s, %(error)s,
+        %(store_id)s)
 ON CONFLICT DO NOTHING
 RETURNING id;
 
@@ -26,7 +27,7 @@ SET sha256 = %(sha256)s, original_name = %(original_name)s, source_path = %(sour
     stored_path = %(stored_path)s, status = %(status)s, title = %(title)s,
     extracted_text = %(extracted_text)s, extractor = %(extractor)s,
     search_config = %(search_config)s::regconfig, metadata = %(metadata)s, error = %(error)s,
-    updated_at = now()
+    store_id = %(store_id)s, updated_at = now()
 WHERE id = %(existing_id)s AND status = 'failed'
 RETURNING id;
 
@@ -113,13 +114,16 @@ ORDER BY created_at DESC, id
 LIMIT %(limit)s;
 
 -- name: show_document
-SELECT id, sha256, original_name, source_path, tags, mime_type, size_bytes, stored_path, status,
-       title, extractor, search_config::text AS search_config, metadata, error, created_at,
-       updated_at, left(coalesce(extracted_text, ''), %(text_limit)s) AS text,
-       length(coalesce(extracted_text, '')) AS text_length
-FROM documents
-WHERE id::text = %(id)s OR id::text LIKE %(prefix)s
-ORDER BY id
+SELECT d.id, d.sha256, d.original_name, d.source_path, d.tags, d.mime_type, d.size_bytes,
+       d.stored_path, d.status, d.title, d.extractor, d.search_config::text AS search_config,
+       d.metadata, d.error, d.created_at, d.updated_at,
+       left(coalesce(d.extracted_text, ''), %(text_limit)s) AS text,
+       length(coalesce(d.extracted_text, '')) AS text_length,
+       d.store_id, s.hostname AS store_hostname, s.path AS store_path
+FROM documents d
+LEFT JOIN stores s ON s.id = d.store_id
+WHERE d.id::text = %(id)s OR d.id::text LIKE %(prefix)s
+ORDER BY d.id
 LIMIT 2;
 
 -- name: document_arrivals
@@ -169,8 +173,10 @@ UPDATE document_arrivals SET document_id = %(document_id)s, outcome = %(outcome)
 WHERE id = %(arrival_id)s;
 
 -- name: refresh_failed_document
+-- The file now waits in this daemon's failed/ folder, so the row names this daemon's store.
 UPDATE documents
-SET error = %(error)s, stored_path = %(stored_path)s, updated_at = now()
+SET error = %(error)s, stored_path = %(stored_path)s, store_id = %(store_id)s,
+    updated_at = now()
 WHERE id = %(id)s AND status = 'failed';
 
 -- name: arrival_stored_path
@@ -180,3 +186,21 @@ WHERE a.claim_key = %(claim_key)s;
 
 -- name: notify_documents
 SELECT pg_notify('alfrd_documents', id) FROM unnest(%(ids)s::text[]) AS id;
+
+-- name: register_store
+INSERT INTO stores (id, hostname, path) VALUES (%(id)s, %(hostname)s, %(path)s)
+ON CONFLICT (id) DO UPDATE
+SET hostname = EXCLUDED.hostname, path = EXCLUDED.path, last_seen = now();
+
+-- name: other_stores_at_path
+SELECT id FROM stores
+WHERE hostname = %(hostname)s AND path = %(path)s AND id <> %(id)s::uuid;
+
+-- name: list_stores
+-- Every store with the rows it holds, and the rows no store was recorded for (id NULL).
+SELECT s.id, s.hostname, s.path, s.first_seen, s.last_seen,
+       (SELECT count(*) FROM documents d WHERE d.store_id = s.id) AS documents
+FROM stores s
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, count(*) FROM documents WHERE store_id IS NULL
+ORDER BY first_seen NULLS LAST;

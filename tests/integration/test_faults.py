@@ -83,7 +83,8 @@ def test_kill_9_torture_loses_nothing_and_ingests_nothing_twice(
 CRASH_POINTS = [
     # (patched function, which call, before/after it): the window it opens
     pytest.param("alfrd_daemon.claim:ClaimArea.claim", 3, "after", id="claimed-not-read"),
-    pytest.param("alfrd_daemon.store:Store.put", 3, "after", id="stored-not-committed"),
+    pytest.param("alfrd_daemon.store:Store.receive", 3, "after", id="copied-not-stored"),
+    pytest.param("alfrd_daemon.store:Store.adopt", 3, "after", id="stored-not-committed"),
     pytest.param("alfrd_daemon.committer:write_rows", 1, "before",
                  id="about-to-commit"),
     pytest.param("alfrd_daemon.committer:write_rows", 1, "after",
@@ -331,7 +332,7 @@ def test_a_surviving_daemon_adopts_the_claims_of_one_that_died(
     inbox = tmp_path / "inbox"
     survivor = DaemonProcess(config, tmp_path / "survivor.log").start()
     victim = CrashingDaemon(config, tmp_path / "victim.log",
-                            "alfrd_daemon.store:Store.put", 5, "after").start()
+                            "alfrd_daemon.store:Store.adopt", 5, "after").start()
     try:
         survivor.wait_started()
         victim.wait_started()

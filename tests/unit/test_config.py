@@ -116,3 +116,122 @@ def test_world_readable_password_is_detected(tmp_path: Path) -> None:
     cfg.write_text("database:\n  url: postgresql://alfrd@db/alfrd\n")
     os.chmod(cfg, 0o644)
     assert not world_readable_secret(cfg)
+
+
+# --- hostile values: every number, size and path is range-checked where it is parsed ----------
+def nested(key: str, value: object) -> dict:
+    """'workers.count', 5 → {'workers': {'count': 5}}."""
+    *sections, last = key.split(".")
+    data: dict = {last: value}
+    for section in reversed(sections):
+        data = {section: data}
+    return data
+
+
+def only_problem(data: dict) -> str:
+    """The one problem line a document with one bad value gives (never another exception)."""
+    with pytest.raises(ConfigError) as err:
+        parse_settings(data, source="t.yaml", base_dir=REPO)
+    problems = err.value.problems
+    assert len(problems) == 1, problems
+    assert "\n" not in problems[0]
+    return problems[0]
+
+
+# key → whether 0 is a valid value for it.
+NUMBER_KEYS = {
+    "watch.poll_interval": False, "watch.settle_seconds": True, "watch.quiet_seconds": True,
+    "watch.stale_write_seconds": False, "watch.rescan_interval": False,
+    "database.pool_min": False, "database.pool_max": False, "database.connect_timeout": False,
+    "database.startup_timeout": False, "database.reconnect_timeout": False,
+    "workers.count": False, "workers.queue_size": False, "workers.drain_timeout": False,
+    "workers.retry_initial": False, "workers.retry_max": False, "workers.stuck_seconds": False,
+    "workers.commit_batch": False,
+    "extract.timeout_seconds": False, "extract.max_text_chars": False,
+    "extract.max_pdf_pages": False, "extract.memory_limit_mb": False,
+}
+HOSTILE_NUMBERS = [-1, -0.5, float("nan"), float("inf"), float("-inf"), 10**30, 1e300, True,
+                   False, "10", [1], {"a": 1}]
+PATH_KEYS = ["state_dir", "inbox.path", "paths.store", "paths.failed", "paths.backups"]
+HOSTILE_PATHS = ["in\0box", "\0", "", "   ", "x" * 256, "/".join(["d" * 200] * 21), 5, True,
+                 ["a"]]
+
+
+@pytest.mark.parametrize("key", sorted(NUMBER_KEYS))
+@pytest.mark.parametrize("value", HOSTILE_NUMBERS, ids=repr)
+def test_hostile_numbers_are_one_line_naming_the_key(key: str, value: object) -> None:
+    line = only_problem(nested(key, value))
+    assert line.startswith(f"At '{key}': got "), line
+    assert "expected a " in line and "at most" in line, line
+
+
+@pytest.mark.parametrize("key", sorted(k for k, zero_ok in NUMBER_KEYS.items() if not zero_ok))
+def test_zero_is_refused_where_it_makes_no_sense(key: str) -> None:
+    assert only_problem(nested(key, 0)).startswith(f"At '{key}': got 0, expected")
+
+
+@pytest.mark.parametrize("value", [-1, 0, "0B", "-5MB", "0.1B", float("nan"), float("inf"),
+                                   2**51, "2000TiB", "9" * 400, "9" * 400 + "GB", True, "",
+                                   "lots"], ids=repr)
+def test_hostile_sizes_are_refused(value: object) -> None:
+    line = only_problem(nested("workers.max_file_size", value))
+    assert line.startswith("At 'workers.max_file_size': got "), line
+    assert "expected a size from 1 byte to 1PiB" in line, line
+
+
+def test_sizes_at_the_bounds_are_accepted() -> None:
+    for value, size in ((1, 1), ("1B", 1), ("1PiB", 2**50), ("2.5GB", 2_500_000_000)):
+        s = parse_settings(nested("workers.max_file_size", value), source="t", base_dir=REPO)
+        assert s.workers.max_file_size == size
+
+
+@pytest.mark.parametrize("key", PATH_KEYS)
+@pytest.mark.parametrize("value", HOSTILE_PATHS, ids=lambda v: repr(v)[:20])
+def test_hostile_paths_are_one_line_naming_the_key(key: str, value: object) -> None:
+    line = only_problem(nested(key, value))
+    assert line.startswith(f"At '{key}': got "), line
+    assert "expected a path" in line, line
+    assert "\0" not in line  # shown escaped, so the line prints
+
+
+def test_a_relative_path_too_long_once_joined_to_its_base() -> None:
+    # Each value fits alone; under a long state_dir the store path does not.
+    long_dir = "/" + "/".join(["d" * 250] * 15)
+    line = only_problem({"state_dir": long_dir, "paths": {"store": "s" * 250 + "/" +
+                                                          "t" * 250}})
+    assert line.startswith("At 'paths.store': got "), line
+
+
+@pytest.mark.parametrize("key", ["database.url"])
+@pytest.mark.parametrize("value", ["postgresql://a@h/db\0", "host=h dbname", "not a url", 5],
+                         ids=repr)
+def test_hostile_database_urls(key: str, value: object) -> None:
+    assert only_problem(nested(key, value)).startswith(f"At '{key}': got ")
+
+
+def test_a_refused_url_does_not_show_its_password() -> None:
+    line = only_problem(nested("database.url", "password=hunter2 host"))
+    assert "hunter2" not in line and "database.url" in line
+
+
+def test_nul_in_ignore_patterns_and_search_language() -> None:
+    assert only_problem(nested("inbox.ignore_files", ["*.tmp", "a\0b"])).startswith(
+        "At 'inbox.ignore_files'")
+    assert only_problem(nested("search.language", "eng\0lish")).startswith(
+        "At 'search.language'")
+
+
+def test_retry_initial_above_retry_max_is_a_problem() -> None:
+    line = only_problem({"workers": {"retry_initial": 30, "retry_max": 5}})
+    assert line == ("At 'workers.retry_initial': got 30, expected at most workers.retry_max "
+                    "(5)")
+
+
+def test_a_key_with_a_newline_stays_on_one_line() -> None:
+    line = only_problem({"workers": {"count\nx": 1}})
+    assert line.startswith("At 'workers.count\\nx': unknown setting"), line
+
+
+def test_a_huge_value_is_shown_shortened() -> None:
+    line = only_problem(nested("watch.mode", "x" * 10_000))
+    assert len(line) < 300 and line.startswith("At 'watch.mode': got 'xxx"), line

@@ -88,3 +88,76 @@ def test_job_names() -> None:
     assert canonical_job_name("Restore-Test") == "restore-test"
     assert canonical_job_name("nightly") is None
     assert set(JOBS) == {"backup", "restore-test", "reindex", "rescan", "retry-failed", "prune"}
+
+
+# --- hostile values in jobs.*: the same one-line problems as the rest of the file -------------
+JOB_NUMBER_KEYS = [
+    *(f"jobs.{job}.misfire_grace" for job in ("backup", "restore_test", "reindex", "rescan",
+                                              "retry_failed", "prune")),
+    "jobs.backup.keep_daily", "jobs.backup.timeout", "jobs.restore_test.timeout",
+    "jobs.reindex.batch_size", "jobs.reindex.bloat_factor", "jobs.reindex.timeout",
+    "jobs.prune.keep_days",
+]
+HOSTILE_NUMBERS = [-1, float("nan"), float("inf"), float("-inf"), 10**30, True, "5"]
+SCHEDULE_KEYS = [f"jobs.{job}.schedule" for job in ("backup", "restore_test", "reindex",
+                                                    "rescan", "retry_failed", "prune")]
+HOSTILE_SCHEDULES = [-1, 0, float("nan"), float("inf"), float("-inf"), 10**30, 1e-9, True,
+                     "every 0s", "every 1e400s", "every " + "9" * 400 + "d", "every 400d",
+                     "0 0 31 2 *", "0 0\0 * * *", ""]
+
+
+def nested(key: str, value: object) -> dict:
+    *sections, last = key.split(".")
+    data: dict = {last: value}
+    for section in reversed(sections):
+        data = {section: data}
+    return data
+
+
+def only_problem(data: dict) -> str:
+    with pytest.raises(ConfigError) as err:
+        parse(data)
+    problems = err.value.problems
+    assert len(problems) == 1 and "\n" not in problems[0], problems
+    return problems[0]
+
+
+@pytest.mark.parametrize("key", JOB_NUMBER_KEYS)
+@pytest.mark.parametrize("value", HOSTILE_NUMBERS, ids=repr)
+def test_hostile_job_numbers(key: str, value: object) -> None:
+    line = only_problem(nested(key, value))
+    assert line.startswith(f"At '{key}': got "), line
+    assert "at most" in line, line
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, float("nan"), 10**30])
+def test_hostile_fractions_and_weekly_counts(value: object) -> None:
+    for key in ("jobs.reindex.rebuild_fraction", "jobs.backup.keep_weekly"):
+        assert only_problem(nested(key, value)).startswith(f"At '{key}': got ")
+
+
+@pytest.mark.parametrize("key", SCHEDULE_KEYS)
+@pytest.mark.parametrize("value", HOSTILE_SCHEDULES, ids=lambda v: repr(v)[:24])
+def test_hostile_schedules(key: str, value: object) -> None:
+    line = only_problem(nested(key, value))
+    assert line.startswith(f"At '{key}': got "), line
+    assert "expected a cron expression" in line, line
+
+
+@pytest.mark.parametrize("value", ["/opt/pg\0/bin", "\0", "", "  ", "b" * 256, 7, True])
+def test_hostile_pg_bin_dir(value: object) -> None:
+    line = only_problem(nested("jobs.backup.pg_bin_dir", value))
+    assert line.startswith("At 'jobs.backup.pg_bin_dir': got "), line
+    assert "expected a path" in line, line
+
+
+@pytest.mark.parametrize("value", ["postgresql://h/db\0", "not a url", 5])
+def test_hostile_scratch_url(value: object) -> None:
+    assert only_problem(nested("jobs.restore_test.scratch_url", value)).startswith(
+        "At 'jobs.restore_test.scratch_url': got ")
+
+
+@pytest.mark.parametrize("value", ["Europe\0Berlin", "../../etc/passwd", "/etc/localtime", "",
+                                   "Europe", 5])
+def test_hostile_timezones(value: object) -> None:
+    assert only_problem(nested("jobs.timezone", value)).startswith("At 'jobs.timezone': got ")

@@ -135,3 +135,77 @@ def test_missed_slot_catches_up_after_a_night_asleep() -> None:
     assert missed_slot(daily, BERLIN, today + timedelta(hours=5), now) is None
     # A week away: one catch-up run, for the latest slot.
     assert missed_slot(daily, BERLIN, today - timedelta(days=7), now) == today
+
+
+# --- day of month and weekday both restricted: cron fires when EITHER matches -----------------
+def fires(expression: str, start: datetime, count: int) -> list[datetime]:
+    schedule, found, t = parse_schedule(expression), [], start
+    for _ in range(count):
+        fire = next_fire(schedule, UTC, t)
+        assert fire is not None
+        found.append(fire)
+        t = fire + timedelta(seconds=1)
+    return found
+
+
+def test_day_of_month_or_weekday_fires_on_either() -> None:
+    # January 2025: the 1st is a Wednesday, Mondays are the 6th, 13th, 20th, 27th; February
+    # 1st is a Saturday.
+    got = fires("0 0 1 * 1", datetime(2024, 12, 31, 12, 0, tzinfo=UTC), 7)
+    assert got == [datetime(2025, 1, d, tzinfo=UTC) for d in (1, 6, 13, 20, 27)] + [
+        datetime(2025, 2, 1, tzinfo=UTC), datetime(2025, 2, 3, tzinfo=UTC)]
+
+
+def test_day_of_month_or_weekday_previous_fire_and_catch_up() -> None:
+    schedule = parse_schedule("30 4 1,15 * 5")  # the 1st, the 15th and every Friday at 04:30
+    saturday = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)  # the 1st itself is a Saturday
+    assert previous_fire(schedule, UTC, saturday) == datetime(2025, 3, 1, 4, 30, tzinfo=UTC)
+    thursday = datetime(2025, 3, 13, 12, 0, tzinfo=UTC)
+    assert previous_fire(schedule, UTC, thursday) == datetime(2025, 3, 7, 4, 30, tzinfo=UTC)
+    assert next_fire(schedule, UTC, thursday) == datetime(2025, 3, 14, 4, 30, tzinfo=UTC)
+    assert missed_slot(schedule, UTC, datetime(2025, 3, 8, tzinfo=UTC), thursday) is None
+    assert missed_slot(schedule, UTC, datetime(2025, 3, 6, tzinfo=UTC), thursday) == datetime(
+        2025, 3, 7, 4, 30, tzinfo=UTC)
+
+
+SUMMER_2025 = (datetime(2025, 5, 31, 12, 0, tzinfo=UTC), datetime(2025, 9, 30, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(("expression", "expected"), [
+    # One field left as '*': only the other one restricts.
+    ("0 0 1 * *", [(6, 1), (7, 1), (8, 1), (9, 1)]),
+    # A field starting with '*' counts as unrestricted, as in cron, so both must match: days
+    # 1, 11, 21, 31 that are Mondays; the 1st when it is a Sunday ('*/7' is Sunday only).
+    ("0 0 */10 * 1", [(7, 21), (8, 11), (9, 1)]),
+    ("0 0 1 * */7", [(6, 1)]),
+    # Both restricted: either the 1st or a Sunday (1 June 2025 is both, and fires once).
+    ("0 0 1 * 0", [(6, 1), (6, 8), (6, 15), (6, 22), (6, 29), (7, 1), (7, 6), (7, 13),
+                   (7, 20), (7, 27), (8, 1), (8, 3), (8, 10), (8, 17), (8, 24), (8, 31),
+                   (9, 1), (9, 7), (9, 14), (9, 21), (9, 28)]),
+])
+def test_a_field_starting_with_a_star_does_not_restrict(
+        expression: str, expected: list[tuple[int, int]]) -> None:
+    start, end = SUMMER_2025
+    schedule, found, t = parse_schedule(expression), [], start
+    while (fire := next_fire(schedule, UTC, t)) is not None and fire < end:
+        found.append((fire.month, fire.day))
+        t = fire + timedelta(seconds=1)
+    assert found == expected
+
+
+def test_the_daemons_trigger_agrees_with_next_fire_for_either_day() -> None:
+    schedule = parse_schedule("15 6 13 * 5")  # the 13th, and Fridays
+    trigger = make_trigger(schedule, BERLIN)
+    t = datetime(2025, 6, 1, tzinfo=BERLIN)
+    for _ in range(8):
+        fire = next_fire(schedule, BERLIN, t)
+        assert fire == trigger.get_next_fire_time(None, t)
+        assert fire is not None and (fire.day == 13 or fire.strftime("%a") == "Fri")
+        t = fire + timedelta(seconds=1)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 10**30, 1e-9,
+                                   "every 1e400s", "every 400d", "0 0 31 2 *", "0 0 30 2 *"])
+def test_hostile_schedules_are_refused(value: object) -> None:
+    with pytest.raises(ValueError, match="expected a cron expression"):
+        parse_schedule(value)

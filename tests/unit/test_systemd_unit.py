@@ -133,8 +133,8 @@ REQUIRED = {
     "[Service]ProtectSystem": "strict",
     "[Service]ReadWritePaths": "/var/lib/alfrd",
     "[Service]UMask": "0027",
-    "[Service]CapabilityBoundingSet": "",
-    "[Service]AmbientCapabilities": "",
+    "[Service]CapabilityBoundingSet": "CAP_LEASE",  # read leases: is a writer still open?
+    "[Service]AmbientCapabilities": "CAP_LEASE",
     "[Service]RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
     "[Service]MemoryDenyWriteExecute": "yes",
     "[Service]SystemCallArchitectures": "native",
