@@ -100,6 +100,7 @@ class Observed:
     regular: bool = True
     size: int = 0
     mtime_ns: int = 0
+    directory: bool = False  # a plain folder, not a folder document
 
 
 # A first look at a file can only record what it saw; a second one, at least this much later,

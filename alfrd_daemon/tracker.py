@@ -322,7 +322,15 @@ class Tracker:
         if rel in self.in_flight:
             self._push(now + RETRY_BUSY_SECONDS, rel)
             return
-        verdict, due = decide(s, self._observe(rel), now, self.s.params, wall_now=time.time())
+        seen = self._observe(rel)
+        if seen.directory:
+            # A folder where a file was expected: polling reports a new folder that reuses a
+            # deleted file's inode as that file moved. Its files are candidates, not it.
+            self.sightings.pop(rel, None)
+            if self.s.recursive:
+                self._scan_wanted.append(rel)
+            return
+        verdict, due = decide(s, seen, now, self.s.params, wall_now=time.time())
         if verdict is Verdict.GONE:
             self.sightings.pop(rel, None)
             self.folders.discard(rel)
@@ -379,7 +387,7 @@ class Tracker:
             return Observed(exists=True, regular=True, size=max(1, mst.st_size),
                             mtime_ns=max(st.st_mtime_ns, mst.st_mtime_ns))
         return Observed(exists=True, regular=stat.S_ISREG(st.st_mode), size=st.st_size,
-                        mtime_ns=st.st_mtime_ns)
+                        mtime_ns=st.st_mtime_ns, directory=stat.S_ISDIR(st.st_mode))
 
     def _dir_quiet_due(self, rel: str, now: float) -> float:
         """Files in a folder that just appeared wait until the folder is quiet, so a folder

@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,30 @@ def test_claim_area_notices_it_was_deleted_and_reopens_with_its_lock(tmp_path: P
         assert claims.claim("a.txt") == claims.dir / "a.txt"
     finally:
         claims.close()
+
+
+def test_a_folder_reported_as_a_moved_file_is_scanned_not_failed(tmp_path: Path) -> None:
+    """Polling pairs a new folder that reuses a deleted file's inode with that file and reports
+    a file move onto the folder's name. The folder must never become a candidate (its worker
+    would file it, with every file inside, under failed/); its files are found by a scan."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "later.txt").write_bytes(b"dropped into a new folder")
+    old = time.time() - 60
+    os.utime(tmp_path / "sub" / "later.txt", (old, old))
+    submitted: list[str] = []
+    settings = TrackerSettings(
+        inbox=tmp_path, params=ReadinessParams(settle_seconds=0.2), ignore_files=(),
+        ignore_dirs=(), recursive=True, rescan_interval=300, max_tracked=1000,
+        retry_initial=1, retry_max=1, folder_quiet_max=5.0)
+    tracker = Tracker(settings, submit=lambda item: submitted.append(item.relpath) or True)
+    tracker._last_full_scan = time.monotonic()  # only what the signal brings
+    tracker._scan_wanted.clear()
+    tracker._on_signal(Signal(Kind.MOVED_IN, "sub"), time.monotonic())
+    deadline = time.monotonic() + 5
+    while "sub/later.txt" not in submitted and time.monotonic() < deadline:
+        tracker._maybe_scan()
+        tracker._run_due()
+        tracker._hand_over()
+        time.sleep(0.01)
+    assert "sub" not in submitted
+    assert submitted == ["sub/later.txt"]
