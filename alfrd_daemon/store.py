@@ -237,10 +237,10 @@ class Store:
         try:
             rename_noreplace(incoming.path, dst)
         except FileExistsError:
-            if _size_of(dst) != incoming.size:
+            if not _holds(dst, incoming.size, incoming.sha256):
                 # A crash before the committer's flush can leave a name whose data never
-                # reached the disk; no committed row can point at it (rows commit only after
-                # the flush), so the complete copy replaces it.
+                # reached the disk (empty, or zeros): a row about to point at it must not, so
+                # the verified copy replaces it. Costs one read per duplicate.
                 os.replace(incoming.path, dst)
             else:
                 self.discard(incoming)
@@ -339,11 +339,20 @@ def _hash_fd(fd: int, limit: int) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _size_of(path: Path) -> int | None:
+def _holds(path: Path, size: int, sha256: str) -> bool:
+    """Does the file at `path` hold exactly `size` bytes hashing to `sha256`?"""
     try:
-        return os.lstat(path).st_size
-    except FileNotFoundError:
-        return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if os.fstat(fd).st_size != size:
+            return False
+        return _hash_fd(fd, size)[0] == sha256
+    except (OSError, SourceTooLarge):
+        return False
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:
