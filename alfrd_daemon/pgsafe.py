@@ -10,6 +10,7 @@ Dependency-free, so the extractor child processes can use it too.
 from __future__ import annotations
 
 import math
+import os
 import re
 from typing import Any
 
@@ -49,3 +50,11 @@ def clean_tags(tags: list[str]) -> list[str]:
         if cleaned and cleaned not in out:
             out.append(cleaned)
     return out
+
+
+def display_text(name: str) -> str:
+    """A faithful, displayable form of a file-system name: bytes that are not UTF-8 (held by
+    Python as surrogate escapes) become \\xNN, which PostgreSQL text can store; NFC and NFD
+    spellings are kept as they were."""
+    raw = os.fsencode(name)
+    return raw.decode("utf-8", errors="backslashreplace")

@@ -53,8 +53,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from alfrd_daemon import db as dbmod  # noqa: E402
-from alfrd_daemon.search import search  # noqa: E402
+from alfrd_daemon.db import pool as dbmod  # noqa: E402
+from alfrd_daemon.db.search import search  # noqa: E402
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 ALL_SCENARIOS = ["limit", "naive", "backlog", "live", "nofsync", "latency", "rss", "search",
@@ -207,7 +207,7 @@ class Server:
                 if url:
                     raise SystemExit(f"cannot connect to {url}: {exc}") from exc
         if not self.admin:
-            from alfrd_daemon.pgcluster import Cluster
+            from alfrd_daemon.db.cluster import Cluster
 
             self.root = Path(tempfile.mkdtemp(prefix="alfrd-bench-pg-"))
             os.chmod(self.root, 0o755)
@@ -794,7 +794,7 @@ def scenario_search(url: str, n_docs: int, gen_seconds: float, work: Path,
     if r.returncode != 0:
         log(f"alfrd search failed: {r.stderr[-1000:]}")
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import alfrd_daemon.cli"], env=env, cwd=REPO,
+    subprocess.run([sys.executable, "-c", "import alfrd_daemon.cli.main"], env=env, cwd=REPO,
                    capture_output=True, timeout=60)
     out["cli_import_seconds"] = time.perf_counter() - t0
     return out

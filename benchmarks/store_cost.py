@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from alfrd_daemon.store import DIR_MODE, Store
+from alfrd_daemon.ingest.store import DIR_MODE, Store
 
 
 def make_files(top: Path, count: int, size: int) -> list[Path]:

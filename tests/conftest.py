@@ -19,8 +19,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from alfrd_daemon import db as dbmod
-from alfrd_daemon.pgcluster import Cluster
+from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.db.cluster import Cluster
 
 RUN_PREFIX = f"alfrd_t{os.getpid()}_{secrets.token_hex(2)}"
 

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import yaml
 
-from alfrd_daemon.cli import EXIT_PROBLEM, EXIT_UNAVAILABLE, EXIT_USAGE
+from alfrd_daemon.cli.main import EXIT_PROBLEM, EXIT_UNAVAILABLE, EXIT_USAGE
 from tests.conftest import RUN_PREFIX, create_database, drop_database
 from tests.helpers import REPO, alfrd_env
 
@@ -87,7 +87,7 @@ def test_hostile_config_is_one_line_for_config_check_and_run(tmp_path: Path, db_
 # --- command-line arguments ---------------------------------------------------------------------
 def parser_commands() -> set[tuple[str, ...]]:
     """Every command the parser knows, nested ones as ('config', 'check')."""
-    from alfrd_daemon.cli import build_parser
+    from alfrd_daemon.cli.main import build_parser
 
     def walk(parser: argparse.ArgumentParser, prefix: tuple[str, ...]) -> set[tuple[str, ...]]:
         found: set[tuple[str, ...]] = set()

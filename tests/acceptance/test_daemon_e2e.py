@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from alfrd_daemon.pgcluster import Cluster
+from alfrd_daemon.db.cluster import Cluster
 from tests.helpers import (
     DaemonProcess,
     claimed_files,

@@ -48,7 +48,7 @@ def main() -> int:
     target, nth, when, *rest = sys.argv[1:]
     assert when in ("before", "after"), when
     patch(target, int(nth), when)
-    from alfrd_daemon.cli import main as alfrd_main
+    from alfrd_daemon.cli.main import main as alfrd_main
 
     return alfrd_main(rest)
 

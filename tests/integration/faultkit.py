@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from alfrd_daemon.store import IDENTITY_NAME
+from alfrd_daemon.ingest.store import IDENTITY_NAME
 from tests.helpers import (
     REPO,
     DaemonProcess,

@@ -49,7 +49,7 @@ def main() -> int:
     target, mode, arg, *rest = sys.argv[1:]
     assert mode in ("pause", "raise-if"), mode
     patch(target, mode, arg)
-    from alfrd_daemon.cli import main as alfrd_main
+    from alfrd_daemon.cli.main import main as alfrd_main
 
     return alfrd_main(rest)
 

@@ -16,9 +16,9 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from alfrd_daemon import db as dbmod
-from alfrd_daemon import pgtools
-from alfrd_daemon.backup import ARCHIVE_RE, list_backups
+from alfrd_daemon.db import pgtools
+from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.jobs.backup import ARCHIVE_RE, list_backups
 from tests.helpers import query, run_cli, write_config
 
 pytestmark = pytest.mark.timeout(60)

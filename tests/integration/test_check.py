@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from alfrd_daemon.check import classify, compare, store_relpath, undisplay
-from alfrd_daemon.rules import display_text
+from alfrd_daemon.ingest.reconcile import classify, compare, store_relpath, undisplay
+from alfrd_daemon.pgsafe import display_text
 from tests.helpers import DaemonProcess, query, run_cli, wait_for
 from tests.integration.faultkit import (
     CrashingDaemon,
@@ -156,7 +156,7 @@ def test_repair_returns_a_committed_claim_without_ingesting_it_twice(
     data = b"committed, then the daemon died"
     (inbox / "once.txt").write_bytes(data)
     crashing = CrashingDaemon(config, tmp_path / "crash.log",
-                              "alfrd_daemon.committer:write_rows", 1, "after").start()
+                              "alfrd_daemon.ingest.committer:write_rows", 1, "after").start()
     assert crashing.proc is not None
     crashing.proc.wait(60)
     crashing.kill()

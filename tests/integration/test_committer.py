@@ -11,8 +11,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from alfrd_daemon.committer import Committer, Pending
-from alfrd_daemon.db import Database
+from alfrd_daemon.db.pool import Database
+from alfrd_daemon.ingest.committer import Committer, Pending
 
 
 def row(i: int, sha: str) -> dict[str, Any]:

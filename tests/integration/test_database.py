@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from alfrd_daemon import db as dbmod
+from alfrd_daemon.db import pool as dbmod
 
 
 def test_migrations_are_idempotent_and_safe_to_race(empty_db_url: str) -> None:
@@ -75,7 +75,7 @@ def test_text_longer_than_a_tsvector_can_hold_is_still_stored(db_url: str) -> No
 
 
 def test_broad_queries_rank_the_newest_matches_and_narrow_ones_rank_all(db_url: str) -> None:
-    from alfrd_daemon.search import search
+    from alfrd_daemon.db.search import search
 
     with psycopg.connect(db_url, row_factory=dict_row) as conn:
         for i in range(12):

@@ -20,8 +20,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from alfrd_daemon.duckdb_import import IMPORT_LOCK
-from alfrd_daemon.folderdoc import Page, folder_digest
+from alfrd_daemon.ingest.folderdoc import Page, folder_digest
+from alfrd_daemon.legacy.importer import IMPORT_LOCK
 from tests.helpers import REPO, DaemonProcess, alfrd_env, query, run_cli, wait_for, write_config
 from tests.integration import alfrd_source as a
 from tests.integration.alfrd_source import Source

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from alfrd_daemon.claim import ClaimArea
-from alfrd_daemon.pgcluster import Cluster
+from alfrd_daemon.db.cluster import Cluster
+from alfrd_daemon.ingest.claim import ClaimArea
 from tests.helpers import (
     DaemonProcess,
     claimed_files,
@@ -82,16 +82,16 @@ def test_kill_9_torture_loses_nothing_and_ingests_nothing_twice(
 # --- 1b. kill -9 at exact points of the pipeline ------------------------------------------------
 CRASH_POINTS = [
     # (patched function, which call, before/after it): the window it opens
-    pytest.param("alfrd_daemon.claim:ClaimArea.claim", 3, "after", id="claimed-not-read"),
-    pytest.param("alfrd_daemon.store:Store.receive", 3, "after", id="copied-not-stored"),
-    pytest.param("alfrd_daemon.store:Store.adopt", 3, "after", id="stored-not-committed"),
-    pytest.param("alfrd_daemon.committer:write_rows", 1, "before",
+    pytest.param("alfrd_daemon.ingest.claim:ClaimArea.claim", 3, "after", id="claimed-not-read"),
+    pytest.param("alfrd_daemon.ingest.store:Store.receive", 3, "after", id="copied-not-stored"),
+    pytest.param("alfrd_daemon.ingest.store:Store.adopt", 3, "after", id="stored-not-committed"),
+    pytest.param("alfrd_daemon.ingest.committer:write_rows", 1, "before",
                  id="about-to-commit"),
-    pytest.param("alfrd_daemon.committer:write_rows", 1, "after",
+    pytest.param("alfrd_daemon.ingest.committer:write_rows", 1, "after",
                  id="committed-not-released"),
-    pytest.param("alfrd_daemon.ingest:Ingestor._record_failure", 1, "after",
+    pytest.param("alfrd_daemon.ingest.pipeline:Ingestor._record_failure", 1, "after",
                  id="failure-recorded-not-moved"),
-    pytest.param("alfrd_daemon.failed:rename_noreplace", 1, "before",
+    pytest.param("alfrd_daemon.ingest.failed:rename_noreplace", 1, "before",
                  id="failure-note-written-file-not-moved"),
 ]
 
@@ -332,7 +332,7 @@ def test_a_surviving_daemon_adopts_the_claims_of_one_that_died(
     inbox = tmp_path / "inbox"
     survivor = DaemonProcess(config, tmp_path / "survivor.log").start()
     victim = CrashingDaemon(config, tmp_path / "victim.log",
-                            "alfrd_daemon.store:Store.adopt", 5, "after").start()
+                            "alfrd_daemon.ingest.store:Store.adopt", 5, "after").start()
     try:
         survivor.wait_started()
         victim.wait_started()

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from pypdf import PdfWriter
 
-from alfrd_daemon.check import undisplay
-from alfrd_daemon.rules import display_text
+from alfrd_daemon.ingest.reconcile import undisplay
+from alfrd_daemon.pgsafe import display_text
 from tests.conftest import RUN_PREFIX, create_database, drop_database
 from tests.helpers import DaemonProcess, claimed_files, query, wait_for
 from tests.integration.faultkit import (

@@ -18,12 +18,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from alfrd_daemon import db as dbmod
-from alfrd_daemon import pgtools
-from alfrd_daemon.config import load_settings
-from alfrd_daemon.failed import FailedFolder
-from alfrd_daemon.jobs import JobScheduler
-from alfrd_daemon.schedule import previous_fire
+from alfrd_daemon.config.schedule import previous_fire
+from alfrd_daemon.config.settings import load_settings
+from alfrd_daemon.db import pgtools
+from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.ingest.failed import FailedFolder
+from alfrd_daemon.jobs.runner import JobScheduler
 from tests.helpers import (
     REPO,
     DaemonProcess,

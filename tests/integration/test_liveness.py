@@ -18,7 +18,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from alfrd_daemon import db as dbmod
+from alfrd_daemon.db import pool as dbmod
 from tests.helpers import DaemonProcess, inbox_files, query, wait_for, write_config
 
 pytestmark = pytest.mark.timeout(120)

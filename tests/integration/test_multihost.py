@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from alfrd_daemon import db as dbmod
-from alfrd_daemon.store import IDENTITY_NAME, Store
+from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.ingest.store import IDENTITY_NAME, Store
 from tests.helpers import DaemonProcess, inbox_files, query, run_cli, wait_for
 from tests.integration.faultkit import fault_config, sha
 

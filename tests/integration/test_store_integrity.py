@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from alfrd_daemon.store import Store
-from alfrd_daemon.writers import ignore_lease_breaks, writer_open
+from alfrd_daemon.ingest.store import Store
+from alfrd_daemon.ingest.writers import ignore_lease_breaks, writer_open
 from tests.helpers import REPO, DaemonProcess, alfrd_env, claimed_files, inbox_files, query
 from tests.integration.faultkit import fault_config, sha, sha_file, wait_until
 from tests.samples import write_folder_document
@@ -160,7 +160,8 @@ def test_a_file_changed_after_its_read_is_ingested_again(tmp_path: Path, db_url:
     flags.mkdir()
     v1, v2 = b"draft of the letter " * 40, b"the letter as it was sent " * 60
     daemon = FaultDaemon(config, tmp_path / "daemon.log",
-                         ["alfrd_daemon.ingest:Ingestor._log_outcome", "pause", str(flags)])
+                         ["alfrd_daemon.ingest.pipeline:Ingestor._log_outcome", "pause",
+                          str(flags)])
     with daemon:
         def wait_paused() -> None:
             wait_until(lambda: (flags / "paused").exists(), 20,
@@ -234,7 +235,7 @@ def test_a_file_that_keeps_raising_internal_errors_goes_to_failed(tmp_path: Path
     config = fault_config(tmp_path, db_url, workers={"retry_initial": 0.1, "retry_max": 0.3})
     inbox = tmp_path / "inbox"
     daemon = FaultDaemon(config, tmp_path / "daemon.log",
-                         ["alfrd_daemon.ingest:Ingestor._row", "raise-if", "poison"])
+                         ["alfrd_daemon.ingest.pipeline:Ingestor._row", "raise-if", "poison"])
     with daemon:
         (inbox / "poison.txt").write_bytes(b"this file trips a bug")
         for i in range(5):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alfrd_daemon.pgcluster import Cluster
+from alfrd_daemon.db.cluster import Cluster
 from tests.helpers import DaemonProcess, cluster_pids, inbox_files, query, wait_for, write_config
 
 pytestmark = pytest.mark.timeout(120)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from alfrd_daemon.cli import (
+from alfrd_daemon.cli.main import (
     EXIT_CODES,
     conninfo_arg,
     document_id,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from alfrd_daemon.config import (
+from alfrd_daemon.config.settings import (
     ConfigError,
     check_paths,
     load_settings,

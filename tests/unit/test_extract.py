@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfWriter
 
-from alfrd_daemon.extract import (
+from alfrd_daemon.extract.core import (
     EXTRACTOR_VERSIONS,
     Extraction,
     ExtractLimits,
@@ -651,14 +651,14 @@ def test_pdf_memory_blow_up_hits_the_limit(tmp_path: Path) -> None:
 def test_pdf_worker_prints_exactly_one_json_reply(tmp_path: Path) -> None:
     path = write(tmp_path, "report.pdf", TWO_PAGES)
     done = subprocess.run(
-        [sys.executable, "-m", "alfrd_daemon.pdf_worker", str(path), "10", "1000"],
+        [sys.executable, "-m", "alfrd_daemon.extract.pdf_worker", str(path), "10", "1000"],
         capture_output=True, cwd=PACKAGE_ROOT, timeout=30, check=False)
     assert done.returncode == 0
     reply = json.loads(done.stdout)
     assert reply["pages"] == 2 and "quokka" in reply["text"]
     broken = write(tmp_path, "broken.pdf", TWO_PAGES[:200])
     failed = subprocess.run(
-        [sys.executable, "-m", "alfrd_daemon.pdf_worker", str(broken), "10", "1000"],
+        [sys.executable, "-m", "alfrd_daemon.extract.pdf_worker", str(broken), "10", "1000"],
         capture_output=True, cwd=PACKAGE_ROOT, timeout=30, check=False)
     assert failed.returncode == 2
     assert json.loads(failed.stdout)["error"].startswith("corrupt PDF")

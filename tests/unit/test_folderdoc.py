@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from alfrd_daemon.folderdoc import InvalidFolder, parse_meta
+from alfrd_daemon.ingest.folderdoc import InvalidFolder, parse_meta
 
 GOOD = {"id": "7b0c3f0e-9a8e-4f5c-9d61-2f4f3c2b1a00", "created_at": "2024-05-01T10:00:00Z",
         "documents": [{"file": "p2.txt", "type": "text", "order": 2},

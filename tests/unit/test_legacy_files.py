@@ -7,9 +7,9 @@ import json
 import os
 from pathlib import Path
 
-from alfrd_daemon.folderdoc import Page, folder_digest
-from alfrd_daemon.legacy_files import FileImporter, candidate_paths
-from alfrd_daemon.store import Store
+from alfrd_daemon.ingest.folderdoc import Page, folder_digest
+from alfrd_daemon.ingest.store import Store
+from alfrd_daemon.legacy.files import FileImporter, candidate_paths
 
 
 def test_candidates_try_the_recorded_path_then_tails_under_files_root() -> None:

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alfrd_daemon.legacy_map import (
+from alfrd_daemon.legacy.mapping import (
     ALFRD_DOCUMENT_COLUMNS,
     LEGACY_BY_SOURCE,
     STATUS_MAP,

@@ -8,15 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from alfrd_daemon.config import (
+from alfrd_daemon.config.settings import (
     LIVE_KEYS,
     RESTART_KEYS,
     Settings,
     WorkerSettings,
     parse_settings,
 )
-from alfrd_daemon.daemon import STOP_GRACE_SECONDS, setting_keys, setting_value, split_reload
-from alfrd_daemon.db import connection_problem
+from alfrd_daemon.db.pool import connection_problem
+from alfrd_daemon.service.daemon import (
+    STOP_GRACE_SECONDS,
+    setting_keys,
+    setting_value,
+    split_reload,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from watchdog import events as wd
 
-from alfrd_daemon.claim import ClaimArea
-from alfrd_daemon.rules import ReadinessParams
-from alfrd_daemon.tracker import NewFolder, Tracker, TrackerSettings, folder_quiet_due
-from alfrd_daemon.watch import (
+from alfrd_daemon.ingest.claim import ClaimArea
+from alfrd_daemon.ingest.paths import ReadinessParams
+from alfrd_daemon.ingest.tracker import NewFolder, Tracker, TrackerSettings, folder_quiet_due
+from alfrd_daemon.ingest.watch import (
     InboxState,
     Kind,
     Signal,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from alfrd_daemon.jobcli import StageProgress
-from alfrd_daemon.pgtools import NoSuitableTool, choose, libpq_args
+from alfrd_daemon.cli.jobs import StageProgress
+from alfrd_daemon.db.pgtools import NoSuitableTool, choose, libpq_args
 
 
 def fake_dirs(tmp_path: Path, *versions: str) -> list[Path]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alfrd_daemon.reindex import needs_rebuild
+from alfrd_daemon.jobs.reindex import needs_rebuild
 
 POLICY = {"rebuild_fraction": 0.2, "bloat_factor": 2.0}
 

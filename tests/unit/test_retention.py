@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from alfrd_daemon.retention import plan_retention
+from alfrd_daemon.jobs.retention import plan_retention
 
 
 def at(day: str, hour: int = 3, minute: int = 0) -> datetime:

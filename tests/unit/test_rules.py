@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from alfrd_daemon.config import DEFAULT_IGNORE_DIRS, DEFAULT_IGNORE_FILES
-from alfrd_daemon.rules import (
+from alfrd_daemon.config.settings import DEFAULT_IGNORE_DIRS, DEFAULT_IGNORE_FILES
+from alfrd_daemon.ingest.paths import (
     Observed,
     ReadinessParams,
     Sighting,
@@ -17,7 +17,7 @@ from alfrd_daemon.rules import (
     merge_tags,
     tags_for,
 )
-from alfrd_daemon.rules import decide as _decide
+from alfrd_daemon.ingest.paths import decide as _decide
 
 # Wall-clock seconds for the tests whose files were last written long ago (mtime 1 ns).
 OLD_WALL = 1e6

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alfrd_daemon.schedule import (
+from alfrd_daemon.config.schedule import (
     ANCHOR,
     crontab_weekdays,
     make_trigger,

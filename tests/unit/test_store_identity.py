@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from alfrd_daemon.check import classify, holder
-from alfrd_daemon.store import IDENTITY_NAME, Store, StoreIdentityError, parse_identity
+from alfrd_daemon.ingest.reconcile import classify, holder
+from alfrd_daemon.ingest.store import IDENTITY_NAME, Store, StoreIdentityError, parse_identity
 
 
 def test_parse_identity_accepts_a_uuid_and_nothing_else() -> None:

@@ -1,0 +1,221 @@
+"""Group commit: rows prepared by every worker share transactions and one flush to disk.
+
+Per file, a worker hashes, extracts and links the file into the store, then hands the prepared
+row here and moves on. One thread takes whatever has queued up (up to max_batch) and writes all
+rows in one pipelined transaction: one WAL flush for the batch instead of one per file, and no
+waiting between statements. Stored files are made durable before that commit: with little
+queued, each worker fsyncs its own file (in parallel); with a backlog, one syncfs(2) of the
+store's filesystem here covers the whole batch. Each file keeps its own outcome (ingested,
+duplicate, or an error just for it): a batch that fails for one bad row is replayed file by
+file, so the others still land. At low rates a batch is a single file; nothing waits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from alfrd_daemon.db.pool import QUERIES, Database, DatabaseUnavailable
+
+log = logging.getLogger("alfrd.committer")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syncfs = getattr(_libc, "syncfs", None)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flush every dirty page of the filesystem holding `path` (one call for a whole batch of
+    stored files and their directory entries)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _syncfs is None or _syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Pending:
+    """One prepared file waiting for its commit; `done` is called exactly once, from the
+    committer thread, with ("ingested" | "duplicate", document_id) or an exception."""
+
+    row: dict[str, Any]
+    arrival: dict[str, Any]
+    done: Callable[[str | BaseException, str | None, bool], None]
+    stored: Path | None = None  # the store file to make durable before the commit, unless
+    durable: bool = False  # the worker already fsynced it
+
+
+_STOP = object()
+# From this many files on, one syncfs beats an fsync of each file and its folder. Below it,
+# targeted fsyncs avoid flushing unrelated dirty data (PostgreSQL's own files, a big copy in
+# progress), which made small batches wait hundreds of milliseconds.
+SYNCFS_FROM = 16
+
+
+class Committer:
+    def __init__(self, db: Database, store_root: Path, *, fsync: bool, max_batch: int = 256):
+        self.db = db
+        self.store_root = store_root
+        self.fsync = fsync
+        self.max_batch = max_batch
+        self.queue: queue.SimpleQueue[Pending | object] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="alfrd-committer", daemon=True)
+        self.batches = 0
+        self.rows = 0
+        self.busy_since: float | None = None  # when the batch being written started
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def submit(self, pending: Pending) -> None:
+        self.queue.put(pending)
+
+    def stop(self, timeout: float) -> None:
+        """Commit what is queued, then end."""
+        self.queue.put(_STOP)
+        self.thread.join(timeout)
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self.queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._commit(batch)  # type: ignore[arg-type]
+
+    def _commit(self, batch: list[Pending]) -> None:
+        self.busy_since = time.monotonic()
+        try:
+            if self.fsync:
+                self._make_durable(batch)
+            results = self._write(batch)
+        except DatabaseUnavailable as exc:
+            self.busy_since = None
+            for p in batch:
+                _call(p, exc, None, False)
+            return
+        except (psycopg.Error, OSError) as exc:
+            self.busy_since = None
+            if len(batch) == 1:
+                _call(batch[0], exc, None, False)
+                return
+            log.warning("a batch of %d rows failed (%s); committing them one by one",
+                        len(batch), exc)
+            for p in batch:
+                self._commit([p])
+            return
+        self.batches += 1
+        self.rows += len(batch)
+        for p, (outcome, doc_id, replayed) in zip(batch, results, strict=True):
+            _call(p, outcome, doc_id, replayed)
+
+    def wants_worker_fsync(self) -> bool:
+        """With little queued, workers fsync their own files, in parallel; with a backlog they
+        leave it to one syncfs per batch here."""
+        return self.queue.qsize() < SYNCFS_FROM
+
+    def _make_durable(self, batch: list[Pending]) -> None:
+        pending = [p for p in batch if not p.durable and p.stored is not None]
+        if len(pending) >= SYNCFS_FROM:
+            sync_filesystem(self.store_root)
+            return
+        folders = set()
+        for p in pending:
+            if p.stored is not None:
+                _fsync(p.stored, os.O_RDONLY)
+                folders.add(p.stored.parent)
+        for folder in folders:
+            _fsync(folder, os.O_RDONLY | os.O_DIRECTORY)
+
+    def _write(self, batch: list[Pending]) -> list[tuple[str, str, bool]]:
+        try:
+            return write_rows(self.db, [(p.row, p.arrival) for p in batch])
+        finally:
+            self.busy_since = None
+
+
+def write_rows(
+    db: Database, items: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> list[tuple[str, str, bool]]:
+    """Write documents and their arrivals in one transaction, statements pipelined: the
+    documents, then the rare conflicts one by one, then the arrivals, then NOTIFY for the new
+    documents. Returns (outcome, document_id, replayed) per item; replayed means the arrival
+    was already recorded (a claim finished again after a crash)."""
+    with db.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        cur.executemany(QUERIES["insert_document"], [row for row, _ in items], returning=True)
+        ids: list[Any] = []
+        while True:
+            got = cur.fetchone()
+            ids.append(got["id"] if got else None)
+            if not cur.nextset():
+                break
+        outcomes = [("ingested", doc_id) if doc_id is not None else _resolve_conflict(cur, row)
+                    for (row, _), doc_id in zip(items, ids, strict=True)]
+        arrivals = [{**arrival, "document_id": doc_id,
+                     "outcome": "failed" if row["status"] == "failed" else outcome}
+                    for (row, arrival), (outcome, doc_id) in zip(items, outcomes, strict=True)]
+        cur.executemany(QUERIES["insert_arrival"], arrivals, returning=True)
+        recorded = []
+        while True:
+            recorded.append(cur.fetchone() is not None)
+            if not cur.nextset():
+                break
+        fresh = [str(doc_id) for (outcome, doc_id), new in zip(outcomes, recorded, strict=True)
+                 if outcome == "ingested" and new]
+        if fresh:
+            cur.execute(QUERIES["notify_documents"], {"ids": fresh})
+    return [(outcome, str(doc_id), not new)
+            for (outcome, doc_id), new in zip(outcomes, recorded, strict=True)]
+
+
+def _resolve_conflict(cur: psycopg.Cursor, row: dict[str, Any]) -> tuple[str, Any]:
+    """The row's content (or folder id) is already there: a duplicate, or a failed row that
+    this good copy replaces."""
+    existing = cur.execute(QUERIES["find_existing_document"],
+                           {"sha256": row["sha256"], "id": row["id"]}).fetchone()
+    if existing is None:
+        raise DatabaseUnavailable("conflicting row vanished; retrying")
+    if existing["status"] == "failed" and row["status"] != "failed":
+        cur.execute(QUERIES["replace_failed_document"], {**row, "existing_id": existing["id"]})
+        return "ingested", existing["id"]
+    return "duplicate", existing["id"]
+
+
+def _call(p: Pending, outcome: str | BaseException, doc_id: str | None, replayed: bool) -> None:
+    try:
+        p.done(outcome, doc_id, replayed)
+    except Exception:  # one file's bookkeeping must never stop the commits of the others
+        log.exception("finishing a committed file failed")
