@@ -26,14 +26,8 @@ from typing import Any, NoReturn
 import psycopg
 from psycopg.types.json import Jsonb
 
-from alfrd_daemon.config.settings import (
-    LIVE_KEYS,
-    PATH_FIELDS,
-    ConfigError,
-    Settings,
-    check_paths,
-    load_settings,
-)
+from alfrd_daemon.config.parse import ConfigError, check_paths, load_settings
+from alfrd_daemon.config.settings import LIVE_KEYS, PATH_FIELDS, Settings
 from alfrd_daemon.db import pool as dbmod
 from alfrd_daemon.db.cluster import ClusterError
 from alfrd_daemon.db.target import DatabaseTarget, resolve_database, stop_embedded_if_unused

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from alfrd_daemon.config.settings import (
+from alfrd_daemon.config.parse import (
     ConfigError,
     check_paths,
     load_settings,
     parse_settings,
-    parse_size,
     world_readable_secret,
 )
+from alfrd_daemon.config.reader import parse_size
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ import pytest
 
 from alfrd_daemon.config.jobs import canonical_job_name
 from alfrd_daemon.config.schedule import cron, every
-from alfrd_daemon.config.settings import ConfigError, load_settings, parse_settings
+from alfrd_daemon.config.parse import ConfigError, load_settings, parse_settings
 from alfrd_daemon.jobs.runner import JOBS, tracker_rescan_interval
 
 REPO = Path(__file__).resolve().parents[2]
