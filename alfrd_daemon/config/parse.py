@@ -11,9 +11,8 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -288,13 +287,6 @@ def _with_password(url: str | None, password: str) -> str:
     return make_conninfo(url or "", password=password)
 
 
-def uses_database_from_environment(settings: Settings, environ: Mapping[str, str]) -> bool:
-    """libpq's PG* variables name a server even when no URL is configured."""
-    return settings.database.url is None and any(
-        environ.get(k) for k in ("PGHOST", "PGDATABASE", "PGSERVICE")
-    )
-
-
 def check_paths(settings: Settings) -> list[str]:
     """Directory problems a start would hit; `alfrd config check` and the daemon share this."""
     problems = []
@@ -349,15 +341,3 @@ def world_readable_secret(path: Path | None) -> bool:
     except Exception:
         return False
 
-
-def settings_fields(settings: Settings) -> dict[str, Any]:
-    """A flat view for `alfrd config check --json`."""
-    out: dict[str, Any] = {}
-    for f in fields(settings):
-        value = getattr(settings, f.name)
-        if hasattr(value, "__dataclass_fields__"):
-            for sub in fields(value):
-                out[f"{f.name}.{sub.name}"] = getattr(value, sub.name)
-        else:
-            out[f.name] = value
-    return out

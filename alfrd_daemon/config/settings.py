@@ -116,10 +116,6 @@ class Settings:
     source: str = "<defaults>"
 
     @property
-    def claim_root(self) -> Path:
-        return self.inbox.path / ".alfrd" / "claimed"
-
-    @property
     def embedded_dir(self) -> Path:
         return self.state_dir / "postgres"
 
