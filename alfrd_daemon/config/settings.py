@@ -97,8 +97,9 @@ class LoggingSettings:
 @dataclass(frozen=True)
 class Settings:
     """The whole configuration. The paths' defaults are relative: parse_settings resolves
-    state_dir and inbox.path against the configuration's directory and the other paths against
-    state_dir, so a Settings from the parser holds absolute paths."""
+    state_dir and inbox.path against its base directory (the clone or the file's directory,
+    see load_settings) and the paths.* against state_dir, so parsed Settings hold absolute
+    paths."""
 
     inbox: InboxSettings = field(default_factory=InboxSettings)
     state_dir: Path = Path("var")
