@@ -26,14 +26,8 @@ from typing import Any, NoReturn
 import psycopg
 from psycopg.types.json import Jsonb
 
-from alfrd_daemon.config.settings import (
-    LIVE_KEYS,
-    PATH_FIELDS,
-    ConfigError,
-    Settings,
-    check_paths,
-    load_settings,
-)
+from alfrd_daemon.config.parse import ConfigError, check_paths, load_settings
+from alfrd_daemon.config.settings import LIVE_KEYS, PATH_FIELDS, Settings
 from alfrd_daemon.db import pool as dbmod
 from alfrd_daemon.db.cluster import ClusterError
 from alfrd_daemon.db.target import DatabaseTarget, resolve_database, stop_embedded_if_unused
@@ -213,7 +207,7 @@ class Daemon:
         with _opening("failed folder", s.failed_path):
             failed.open()
         self.claims = ClaimArea(s.inbox.path, self.instance)
-        with _opening("claim area", s.claim_root):
+        with _opening("claim area", self.claims.root):
             self.claims.open()
         self.committer = Committer(self.db, s.store_path, fsync=s.store.fsync,
                                    max_batch=s.workers.commit_batch)
@@ -229,7 +223,7 @@ class Daemon:
         with _opening("watch on the inbox", s.inbox.path):
             self._start_observer()
         self.tracker.s = self._tracker_settings(s)  # now that the real watch mode is known
-        with _opening("claim area", s.claim_root):
+        with _opening("claim area", self.claims.root):
             self._adopt_orphans()
         self.tracker_thread = threading.Thread(target=self.tracker.run, name="alfrd-readiness",
                                                daemon=True)
