@@ -22,15 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alfrd_daemon.ingest import folderdoc
-from alfrd_daemon.ingest.paths import (
-    Observed,
-    ReadinessParams,
-    Sighting,
-    Verdict,
-    decide,
-    is_ignored,
-)
+from alfrd_daemon.ingest.paths import is_ignored
 from alfrd_daemon.ingest.pipeline import WorkItem
+from alfrd_daemon.ingest.readiness import Observed, ReadinessParams, Sighting, Verdict, decide
 from alfrd_daemon.ingest.watch import Kind, Signal, scan
 from alfrd_daemon.logs import event
 

@@ -40,8 +40,8 @@ from alfrd_daemon.db.target import DatabaseTarget, resolve_database, stop_embedd
 from alfrd_daemon.ingest.claim import ClaimArea
 from alfrd_daemon.ingest.committer import Committer
 from alfrd_daemon.ingest.failed import FailedFolder
-from alfrd_daemon.ingest.paths import ReadinessParams
 from alfrd_daemon.ingest.pipeline import Counters, Ingestor, Outcome, WorkItem
+from alfrd_daemon.ingest.readiness import ReadinessParams
 from alfrd_daemon.ingest.store import Store, StoreIdentityError
 from alfrd_daemon.ingest.tracker import Tracker, TrackerSettings
 from alfrd_daemon.ingest.watch import (
