@@ -171,7 +171,7 @@ def holder(row_store: str | None, local_store: str | None) -> str:
 
 
 def undisplay(name: str) -> str:
-    """rules.display_text's \\xNN back into the raw byte, to find a file whose name was not
+    """pgsafe.display_text's \\xNN back into the raw byte, to find a file whose name was not
     UTF-8 (a name that really contains a backslash is tried as it is first)."""
     raw = _ESCAPED_BYTE.sub(lambda m: bytes([int(m.group(1), 16)]), name.encode("utf-8"))
     return os.fsdecode(raw)
