@@ -33,9 +33,10 @@ from alfrd_daemon.db.cluster import ClusterError
 from alfrd_daemon.db.target import DatabaseTarget, resolve_database, stop_embedded_if_unused
 from alfrd_daemon.ingest.claim import ClaimArea
 from alfrd_daemon.ingest.committer import Committer
+from alfrd_daemon.ingest.counters import Counters
 from alfrd_daemon.ingest.failed import FailedFolder
-from alfrd_daemon.ingest.paths import ReadinessParams
-from alfrd_daemon.ingest.pipeline import Counters, Ingestor, Outcome, WorkItem
+from alfrd_daemon.ingest.pipeline import Ingestor
+from alfrd_daemon.ingest.readiness import ReadinessParams
 from alfrd_daemon.ingest.store import Store, StoreIdentityError
 from alfrd_daemon.ingest.tracker import Tracker, TrackerSettings
 from alfrd_daemon.ingest.watch import (
@@ -48,6 +49,7 @@ from alfrd_daemon.ingest.watch import (
     start_observer,
     watching,
 )
+from alfrd_daemon.ingest.work import Outcome, WorkItem
 from alfrd_daemon.ingest.writers import ignore_lease_breaks
 from alfrd_daemon.jobs.runner import JobScheduler, tracker_rescan_interval
 from alfrd_daemon.logs import EVENT_ATTR, FIELDS_ATTR, event, mask_dsn, setup_logging
