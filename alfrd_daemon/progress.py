@@ -1,5 +1,9 @@
 """Progress of a long command on stderr: a redrawn bar on a terminal, a plain line now and
-then otherwise (a log file or journald gets no carriage returns)."""
+then otherwise (a log file or journald gets no carriage returns).
+
+Two kinds of report share the bar and the output: `Progress` counts rows at a rate (the
+DuckDB import and export), `StageProgress` follows a job through named stages, with a count
+where one is known (`alfrd jobs run`, `alfrd restore`: "dumping", "verifying 40/100")."""
 
 from __future__ import annotations
 
@@ -11,23 +15,43 @@ from typing import TextIO
 BAR_WIDTH = 24
 
 
+def bar(done: int, total: int) -> str:
+    """`[######..................]  25%` (full at most, however far done runs past total)."""
+    filled = min(BAR_WIDTH, BAR_WIDTH * done // total)
+    return f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {min(100, 100 * done // total):3d}%"
+
+
 def bar_line(label: str, done: int, total: int | None, elapsed: float) -> str:
-    """One redraw of the bar: label, bar, percent, count, rate."""
+    """One redraw of the row bar: label, bar, percent, count, rate."""
     rate = done / elapsed if elapsed > 0 else 0.0
     if total:
-        filled = min(BAR_WIDTH, BAR_WIDTH * done // total)
-        bar = "#" * filled + "." * (BAR_WIDTH - filled)
-        return (f"{label:<28} [{bar}] {100 * done // total:3d}%  {done}/{total}"
-                f"  {rate:,.0f} rows/s")
+        return f"{label:<28} {bar(done, total)}  {done}/{total}  {rate:,.0f} rows/s"
     return f"{label:<28} {done}  {rate:,.0f} rows/s"
 
 
-class Progress:
+class Display:
+    """Where progress goes: on a terminal one line redrawn in place, elsewhere whole lines."""
+
+    def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+
+    def redraw(self, text: str) -> None:
+        self.stream.write("\r" + text + "\x1b[K")
+        self.stream.flush()
+
+    def line(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+class Progress(Display):
+    """Rows counted at a rate: `start`, `advance` per batch, `finish`."""
+
     def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None,
                  clock: Callable[[], float] = time.monotonic, plain_every: float = 5.0,
                  enabled: bool = True):
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = self.stream.isatty() if tty is None else tty
+        super().__init__(stream, tty=tty)
         self.clock = clock
         self.plain_every = plain_every
         self.enabled = enabled
@@ -45,7 +69,7 @@ class Progress:
         if self.tty:
             self._draw()
         else:
-            self._line(f"{label}: {total if total is not None else '?'} rows")
+            self.line(f"{label}: {total if total is not None else '?'} rows")
 
     def advance(self, n: int = 1) -> None:
         self.done += n
@@ -58,7 +82,7 @@ class Progress:
             if self.tty:
                 self._draw()
             else:
-                self._line(f"{self.label}: {self.done}/{self.total}")
+                self.line(f"{self.label}: {self.done}/{self.total}")
 
     def finish(self) -> None:
         if not self.enabled:
@@ -69,13 +93,37 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
         else:
-            self._line(f"{self.label}: {self.done}/{self.total} in {elapsed:.1f} s")
+            self.line(f"{self.label}: {self.done}/{self.total} in {elapsed:.1f} s")
 
     def _draw(self) -> None:
-        line = bar_line(self.label, self.done, self.total, self.clock() - self.started)
-        self.stream.write("\r" + line + "\x1b[K")
-        self.stream.flush()
+        self.redraw(bar_line(self.label, self.done, self.total, self.clock() - self.started))
 
-    def _line(self, text: str) -> None:
-        self.stream.write(text + "\n")
-        self.stream.flush()
+
+class StageProgress(Display):
+    """A job's stages, called as `progress(stage, done, total)` (a jobs.context.Reporter): on
+    a terminal the bar of the current stage, elsewhere a line per stage and per 10 %. `close`
+    clears the bar before the job's result is printed."""
+
+    def __init__(self, job: str, stream: TextIO | None = None, *, tty: bool | None = None):
+        super().__init__(stream, tty=tty)
+        self.job = job
+        self.last_stage: str | None = None
+        self.last_tenth: int | None = None
+        self.drawn = False
+
+    def __call__(self, stage: str, done: int | None, total: int | None) -> None:
+        share = (done, total) if done is not None and total else None
+        if self.tty:
+            self.redraw(f"{self.job}: {stage}" + (f" {bar(*share)}" if share else ""))
+            self.drawn = True
+        else:
+            tenth = 10 * share[0] // share[1] if share else None
+            if stage != self.last_stage or tenth != self.last_tenth:
+                self.line(f"{self.job}: {stage}" + (f" ({done}/{total})" if share else ""))
+            self.last_tenth = tenth
+        self.last_stage = stage
+
+    def close(self) -> None:
+        if self.tty and self.drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()

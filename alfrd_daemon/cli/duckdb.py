@@ -14,15 +14,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 
-from alfrd_daemon.cli.main import (
+from alfrd_daemon.cli.common import (
     EXIT_OK,
     EXIT_PROBLEM,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
+    Subcommands,
+    database,
     path_arg,
+    print_json,
+    settings_from,
     shown,
     whole_number,
 )
+from alfrd_daemon.progress import Progress
 
 # --batch-size is rows per committed transaction, which runs next to the daemon: keep it short.
 MAX_BATCH = 100_000
@@ -31,7 +36,7 @@ INSTALL_HINT = ("needs the duckdb package, which is not installed: "
                 "pip install 'alfrd-daemon[duckdb]'")
 
 
-def register_cli(sub: Any, common: argparse.ArgumentParser) -> None:
+def register(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("import-duckdb", parents=[common],
                        help="import an ALFRD DuckDB database (idempotent, resumable)")
     p.add_argument("path", type=path_arg, help="ALFRD's .duckdb file (opened read-only)")
@@ -78,9 +83,7 @@ def _zone(name: str, command: str) -> ZoneInfo | None:
 
 # --- import ------------------------------------------------------------------------------------
 def cmd_import(args: argparse.Namespace) -> int:
-    from alfrd_daemon.cli import main as cli
     from alfrd_daemon.legacy.importer import ImporterError, ImportOptions, run_import
-    from alfrd_daemon.progress import Progress
 
     duckdb = load_duckdb("import-duckdb")
     if duckdb is None:
@@ -97,7 +100,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"alfrd import-duckdb: argument --files-root: got {shown(str(args.files_root))}, "
               "expected a directory", file=sys.stderr)
         return EXIT_USAGE
-    settings = cli.settings_from(args)
+    settings = settings_from(args)
     try:
         duck = duckdb.connect(str(source), read_only=True)
     except duckdb.Error as exc:
@@ -108,7 +111,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         files_root=args.files_root.expanduser().absolute() if args.files_root else None,
         batch_size=args.batch_size, limit=args.limit, dry_run=args.dry_run)
     try:
-        with cli.database(settings) as conn:
+        with database(settings) as conn:
             conn.autocommit = True
             report = run_import(conn, duck, options, settings, Progress())
     except ImporterError as exc:
@@ -121,7 +124,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     finally:
         duck.close()
     if args.json:
-        cli.print_json(report.to_dict())
+        print_json(report.to_dict())
     else:
         print_import_report(report.to_dict())
     return EXIT_OK if report.verified else EXIT_PROBLEM
@@ -163,9 +166,7 @@ def print_import_report(r: dict[str, Any]) -> None:
 
 # --- export ------------------------------------------------------------------------------------
 def cmd_export(args: argparse.Namespace) -> int:
-    from alfrd_daemon.cli import main as cli
     from alfrd_daemon.legacy.exporter import Exporter, ExportRefused
-    from alfrd_daemon.progress import Progress
 
     duckdb = load_duckdb("export-duckdb")
     if duckdb is None:
@@ -178,9 +179,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"alfrd export-duckdb: {target} exists; pass --force to replace it",
               file=sys.stderr)
         return EXIT_PROBLEM
-    settings = cli.settings_from(args)
+    settings = settings_from(args)
     try:
-        with cli.database(settings) as conn:
+        with database(settings) as conn:
             conn.autocommit = True
             report = Exporter(conn, duckdb, zone=zone, store_root=settings.store_path,
                               progress=Progress()).export(target, force=args.force)
@@ -192,7 +193,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return EXIT_PROBLEM
     result = report.to_dict()
     if args.json:
-        cli.print_json(result)
+        print_json(result)
     else:
         print(f"exported to {result['path']} in {result['seconds']:.1f} s; ALFRD times "
               f"written as {result['timezone']}")

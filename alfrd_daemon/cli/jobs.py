@@ -6,60 +6,27 @@ import argparse
 import os
 import socket
 import sys
-from typing import IO, Any
+from typing import Any
 
-from alfrd_daemon.cli.main import (
+from alfrd_daemon.cli.common import (
     EXIT_BUSY,
     EXIT_OK,
     EXIT_PROBLEM,
     EXIT_USAGE,
     MAX_ROWS,
+    Subcommands,
     bad_argument,
     conninfo_arg,
+    database,
+    print_json,
+    settings_from,
     text_path,
     whole_number,
 )
 from alfrd_daemon.config.jobs import JOB_ATTRS, canonical_job_name
-
-
-class StageProgress:
-    """Stages of a job (with counts where known): a one-line bar on a terminal, elsewhere a
-    plain line per stage and per 10 %. progress.Progress counts rows at a rate, which does
-    not fit stages such as "verifying"."""
-
-    WIDTH = 24
-
-    def __init__(self, job: str, stream: IO[str] | None = None):
-        self.job = job
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.last_stage: str | None = None
-        self.last_tenth: int | None = None  # off a terminal: a line per stage and per 10 %
-        self.drawn = False
-
-    def __call__(self, stage: str, done: int | None, total: int | None) -> None:
-        if self.tty:
-            bar = ""
-            if done is not None and total:
-                filled = min(self.WIDTH, int(self.WIDTH * done / total))
-                pct = min(100, int(100 * done / total))
-                bar = f" [{'#' * filled}{'.' * (self.WIDTH - filled)}] {pct:3d}%"
-            self.stream.write(f"\r\033[K{self.job}: {stage}{bar}")
-            self.stream.flush()
-            self.drawn = True
-        else:
-            tenth = int(10 * done / total) if done is not None and total else None
-            if stage != self.last_stage or tenth != self.last_tenth:
-                count = f" ({done}/{total})" if tenth is not None else ""
-                self.stream.write(f"{self.job}: {stage}{count}\n")
-                self.stream.flush()
-            self.last_tenth = tenth
-        self.last_stage = stage
-
-    def close(self) -> None:
-        if self.tty and self.drawn:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+from alfrd_daemon.db.target import resolve_database
+from alfrd_daemon.logs import mask_dsn
+from alfrd_daemon.progress import StageProgress
 
 
 def _cli_instance() -> str:
@@ -67,8 +34,6 @@ def _cli_instance() -> str:
 
 
 def run_job(args: argparse.Namespace, name: str) -> int:
-    from alfrd_daemon.cli.main import database, print_json, settings_from
-    from alfrd_daemon.db.target import resolve_database
     from alfrd_daemon.jobs.runner import JobRunner
 
     settings = settings_from(args)
@@ -127,7 +92,6 @@ def cmd_jobs_run(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
-    from alfrd_daemon.cli.main import database, print_json, settings_from
     from alfrd_daemon.jobs.runner import job_status
 
     settings = settings_from(args)
@@ -147,7 +111,6 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_history(args: argparse.Namespace) -> int:
-    from alfrd_daemon.cli.main import database, print_json, settings_from
     from alfrd_daemon.jobs.runner import Q
 
     settings = settings_from(args)
@@ -168,7 +131,6 @@ def cmd_jobs_history(args: argparse.Namespace) -> int:
 def cmd_backup(args: argparse.Namespace) -> int:
     if not args.list:
         return run_job(args, "backup")
-    from alfrd_daemon.cli.main import print_json, settings_from
     from alfrd_daemon.jobs.backup import list_backups
 
     settings = settings_from(args)
@@ -191,11 +153,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from alfrd_daemon.cli.main import print_json, settings_from
     from alfrd_daemon.jobs.backup import find_backup
     from alfrd_daemon.jobs.context import JobContext, JobFailed
     from alfrd_daemon.jobs.restore import RestoreRefused, restore_backup
-    from alfrd_daemon.logs import mask_dsn
 
     settings = settings_from(args)
     progress = StageProgress("restore")
@@ -228,7 +188,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
+def register(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("jobs", help="scheduled jobs: run one now, list, history")
     jsub = p.add_subparsers(dest="jobs_command", required=True, metavar="SUBCOMMAND")
     j = jsub.add_parser("run", parents=[common], help="run a job now (under its lock)")

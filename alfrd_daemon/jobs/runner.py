@@ -452,8 +452,3 @@ def job_status(conn: psycopg.Connection, settings: Any = None,
         out.append(entry)
     return out
 
-
-def register_cli(sub: Any, common: Any) -> None:
-    from alfrd_daemon.cli.jobs import register
-
-    register(sub, common)

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import yaml
 
-from alfrd_daemon.cli.main import EXIT_PROBLEM, EXIT_UNAVAILABLE, EXIT_USAGE
+from alfrd_daemon.cli.common import EXIT_PROBLEM, EXIT_UNAVAILABLE, EXIT_USAGE
 from tests.conftest import RUN_PREFIX, create_database, drop_database
 from tests.helpers import REPO, alfrd_env
 

@@ -1,5 +1,5 @@
 """The `alfrd` argument types (pure): each refuses what would fail later, saying what was
-expected; the exit codes README.md documents are the ones cli.py defines."""
+expected; the exit codes README.md documents are the ones cli/common.py defines."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from alfrd_daemon.cli.main import (
+from alfrd_daemon.cli.common import (
     EXIT_CODES,
     conninfo_arg,
     document_id,

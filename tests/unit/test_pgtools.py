@@ -1,14 +1,11 @@
-"""Choosing PostgreSQL client programs by version, passwords kept off the command line, and
-the progress display of `alfrd jobs run`."""
+"""Choosing PostgreSQL client programs by version, and passwords kept off the command line."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 
-from alfrd_daemon.cli.jobs import StageProgress
 from alfrd_daemon.db.pgtools import NoSuitableTool, choose, libpq_args
 
 
@@ -51,29 +48,3 @@ def test_password_travels_in_the_environment_only() -> None:
     dsn, _ = libpq_args("host=/run/pg user=postgres dbname=alfrd")
     assert sorted(dsn.split()) == ["dbname=alfrd", "host=/run/pg", "user=postgres"]
     assert libpq_args("")[0] == ""
-
-
-class Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_draws_a_bar_on_a_terminal() -> None:
-    out = Terminal()
-    bar = StageProgress("reindex", out)
-    bar("recomputing", 50, 100)
-    assert "\r" in out.getvalue() and "[" + "#" * 12 + "." * 12 + "]  50%" in out.getvalue()
-    bar.close()
-    assert out.getvalue().endswith("\r\033[K")
-
-
-def test_progress_prints_plain_lines_elsewhere() -> None:
-    out = io.StringIO()
-    bar = StageProgress("reindex", out)
-    for done in range(0, 1001, 50):
-        bar("recomputing", done, 1000)
-    bar("vacuum analyze", None, None)
-    lines = out.getvalue().splitlines()
-    assert "\r" not in out.getvalue()
-    assert lines[0] == "reindex: recomputing (0/1000)" and lines[-1] == "reindex: vacuum analyze"
-    assert len(lines) == 12  # one per 10 %, plus the next stage

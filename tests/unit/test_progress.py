@@ -1,10 +1,11 @@
-"""Progress output: a bar on a terminal, occasional plain lines elsewhere."""
+"""Progress output: a bar on a terminal, occasional plain lines elsewhere; rows counted at a
+rate (the DuckDB import) and the stages of a job (`alfrd jobs run`)."""
 
 from __future__ import annotations
 
 import io
 
-from alfrd_daemon.progress import Progress, bar_line
+from alfrd_daemon.progress import Progress, StageProgress, bar_line
 
 
 class Clock:
@@ -48,3 +49,29 @@ def test_plain_output_has_no_carriage_returns() -> None:
     assert "\r" not in out.getvalue()
     assert lines == ["documents: 10 rows", "documents: 5/10", "documents: 10/10",
                      "documents: 10/10 in 10.0 s"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_stages_draw_a_bar_on_a_terminal() -> None:
+    out = Terminal()
+    bar = StageProgress("reindex", out)
+    bar("recomputing", 50, 100)
+    assert "\r" in out.getvalue() and "[" + "#" * 12 + "." * 12 + "]  50%" in out.getvalue()
+    bar.close()
+    assert out.getvalue().endswith("\r\033[K")
+
+
+def test_stages_print_a_plain_line_per_stage_and_per_tenth_elsewhere() -> None:
+    out = io.StringIO()
+    bar = StageProgress("reindex", out)
+    for done in range(0, 1001, 50):
+        bar("recomputing", done, 1000)
+    bar("vacuum analyze", None, None)
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue()
+    assert lines[0] == "reindex: recomputing (0/1000)" and lines[-1] == "reindex: vacuum analyze"
+    assert len(lines) == 12  # one per 10 %, plus the next stage

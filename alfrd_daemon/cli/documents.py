@@ -1,0 +1,158 @@
+"""`alfrd search`, `alfrd list` and `alfrd show`: the archive's documents, read-only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from alfrd_daemon.cli.common import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    MAX_ROWS,
+    MAX_TEXT_CHARS,
+    Subcommands,
+    database,
+    document_id,
+    local_store_id,
+    print_json,
+    settings_from,
+    tag_arg,
+    utf8_text,
+    whole_number,
+)
+from alfrd_daemon.config.settings import Settings
+from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.db.search import DEFAULT_RANK_WINDOW, search
+from alfrd_daemon.ingest.reconcile import stored_file_exists
+
+STATUSES = ["pending", "extracted", "processing", "completed", "failed"]
+_STORE_COLUMNS = ("store_id", "store_hostname", "store_path")
+
+
+def register(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("search", parents=[common], help="full-text search")
+    p.add_argument("query", type=utf8_text)
+    p.add_argument("--limit", type=whole_number(1, MAX_ROWS), default=20)
+    p.add_argument("--tag", type=tag_arg)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("list", parents=[common], help="newest documents first")
+    p.add_argument("--limit", type=whole_number(1, MAX_ROWS), default=50)
+    p.add_argument("--status", choices=STATUSES)
+    p.add_argument("--tag", type=tag_arg)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", parents=[common], help="one document (id or id prefix)")
+    p.add_argument("id", type=document_id)
+    p.add_argument("--text-limit", type=whole_number(0, MAX_TEXT_CHARS), default=2000)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    with database(settings) as conn:
+        rows, broad = search(conn, args.query, config=settings.search.language, tag=args.tag,
+                             limit=args.limit)
+    results = [{"id": str(r["id"]), "name": r["original_name"], "tags": r["tags"],
+                "status": r["status"], "rank": round(float(r["rank"]), 6),
+                "snippet": " ".join(r["snippet"].split()), "created_at": r["created_at"]}
+               for r in rows]
+    if args.json:
+        print_json(results)
+        return EXIT_OK
+    if not results:
+        print(f"no documents match {args.query!r}")
+    if broad:
+        print(f"(more than {DEFAULT_RANK_WINDOW} documents match: ranked among the newest "
+              f"{DEFAULT_RANK_WINDOW}; add words or --tag to narrow it)", file=sys.stderr)
+    for r in results:
+        tags = f"  [{', '.join(r['tags'])}]" if r["tags"] else ""
+        print(f"{r['id']}  {r['rank']:.4f}  {r['name']}{tags}")
+        print(f"    {r['snippet']}")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    with database(settings) as conn:
+        rows = conn.execute(dbmod.QUERIES["list_documents"], {
+            "status": args.status, "tag": args.tag, "limit": args.limit}).fetchall()
+    if args.json:
+        print_json([{**r, "id": str(r["id"])} for r in rows])
+        return EXIT_OK
+    for r in rows:
+        extra = f"  ({r['error']})" if r["error"] else ""
+        tags = f"  [{', '.join(r['tags'])}]" if r["tags"] else ""
+        print(f"{r['id']}  {r['created_at']:%Y-%m-%d %H:%M}  {r['status']:<9}  "
+              f"{r['original_name']}{tags}{extra}")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    with database(settings) as conn:
+        rows = conn.execute(dbmod.QUERIES["show_document"], {
+            "id": args.id, "prefix": args.id + "%", "text_limit": args.text_limit,
+        }).fetchall()
+        if len(rows) != 1:
+            reason = "no document" if not rows else "more than one document"
+            print(f"alfrd show: {reason} matches {args.id!r}", file=sys.stderr)
+            return EXIT_PROBLEM
+        row = rows[0]
+        arrivals = conn.execute(dbmod.QUERIES["document_arrivals"], {"id": row["id"]}).fetchall()
+    store = _holding_store(settings, row)
+    doc = {**{k: v for k, v in row.items() if k not in _STORE_COLUMNS}, "id": str(row["id"]),
+           "store": store, "arrivals": arrivals}
+    if args.json:
+        print_json(doc)
+        return EXIT_OK
+    for key in ("id", "original_name", "source_path", "status", "tags", "mime_type",
+                "size_bytes", "sha256", "stored_path", "title", "extractor", "error",
+                "created_at", "updated_at"):
+        if doc.get(key) not in (None, [], ""):
+            print(f"{key:>14}: {doc[key]}")
+    print(f"{'store':>14}: {_store_text(store)}")
+    print(f"{'arrivals':>14}: {len(arrivals)}")
+    for a in arrivals:
+        print(f"{'':>16}{a['arrived_at']:%Y-%m-%d %H:%M:%S}  {a['outcome']:<9}  "
+              f"{a['source_path']}")
+    if doc["text"]:
+        more = "" if doc["text_length"] <= args.text_limit else (
+            f"\n… ({doc['text_length']} characters in all)")
+        print(f"\n{doc['text']}{more}")
+    return EXIT_OK
+
+
+def _holding_store(settings: Settings, doc: dict[str, Any]) -> dict[str, Any]:
+    """Which store (host, path) holds a row's file, and whether it is this host's. A row from
+    before stores had an identity belongs to whichever store has its file."""
+    local_id, problem = local_store_id(settings)
+    view: dict[str, Any] = {
+        "id": str(doc["store_id"]) if doc["store_id"] else None,
+        "hostname": doc["store_hostname"], "path": doc["store_path"],
+        "recorded": doc["store_id"] is not None, "this_host": None}
+    if view["recorded"] and problem is not None:
+        view["error"] = f"cannot read this host's store identity: {problem}"
+    elif view["recorded"]:
+        view["this_host"] = view["id"] == local_id
+    elif doc["stored_path"]:
+        view["this_host"] = stored_file_exists(settings.store_path, settings.failed_path,
+                                               doc["stored_path"])
+    return view
+
+
+def _store_text(store: dict[str, Any]) -> str:
+    here = store["this_host"]
+    if store["recorded"]:
+        where = f"{store['id']} on host {store['hostname']} (path {store['path']})"
+        whose = {True: "this host's store", False: "another host's store, not this host's",
+                 None: "this host's store id is unknown"}[here]
+    else:
+        where = "not recorded (a row from before stores had an identity)"
+        whose = {True: "its file is in this host's store",
+                 False: "its file is not in this host's store", None: "no file recorded"}[here]
+    return f"{where}; {whose}" + (f" ({store['error']})" if store.get("error") else "")
