@@ -24,7 +24,8 @@ from typing import Any, NoReturn
 
 from psycopg.types.json import Jsonb
 
-from alfrd_daemon.config.settings import ConfigError, Settings, check_paths, load_settings
+from alfrd_daemon.config.parse import ConfigError, check_paths, load_settings
+from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db import pool as dbmod
 from alfrd_daemon.db.target import DatabaseTarget, stop_embedded_if_unused
 from alfrd_daemon.ingest.claim import ClaimArea

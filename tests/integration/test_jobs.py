@@ -18,8 +18,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from alfrd_daemon.config.parse import load_settings
 from alfrd_daemon.config.schedule import previous_fire
-from alfrd_daemon.config.settings import load_settings
 from alfrd_daemon.db import pgtools
 from alfrd_daemon.db import pool as dbmod
 from alfrd_daemon.ingest.failed import FailedFolder

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import pytest
 
-from alfrd_daemon.config.settings import load_settings
+from alfrd_daemon.config.parse import load_settings
 from alfrd_daemon.ingest.pipeline import Counters
 from alfrd_daemon.sdnotify import Notifier
 from alfrd_daemon.service.daemon import Daemon
