@@ -392,6 +392,12 @@ class JobScheduler:
     def next_runs(self) -> dict[str, datetime | None]:
         return {job.id: job.next_run_time for job in self._sched.get_jobs() if job.id in JOBS}
 
+    def alive(self) -> bool | None:
+        """Whether APScheduler's own thread runs; None while there is none (not started yet,
+        or shut down). APScheduler offers no public way to ask, so only this method looks."""
+        thread = getattr(self._sched, "_thread", None)
+        return thread.is_alive() if isinstance(thread, threading.Thread) else None
+
     def stop(self) -> None:
         """No new runs; runs in progress go on (join decides how long)."""
         self._stop_wakeups.set()

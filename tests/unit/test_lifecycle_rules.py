@@ -11,12 +11,8 @@ import pytest
 from alfrd_daemon.config.parse import parse_settings
 from alfrd_daemon.config.settings import LIVE_KEYS, RESTART_KEYS, Settings, WorkerSettings
 from alfrd_daemon.db.pool import connection_problem
-from alfrd_daemon.service.daemon import (
-    STOP_GRACE_SECONDS,
-    setting_keys,
-    setting_value,
-    split_reload,
-)
+from alfrd_daemon.service.daemon import STOP_GRACE_SECONDS
+from alfrd_daemon.service.reload import setting_keys, setting_value, split_reload
 
 REPO = Path(__file__).resolve().parents[2]
 
