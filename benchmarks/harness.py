@@ -46,7 +46,14 @@ def log(msg: str) -> None:
 def with_dbname(conninfo: str, dbname: str) -> str:
     params = conninfo_to_dict(conninfo)
     params["dbname"] = dbname
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
+
+
+def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
+    """The first column of the first row of `query`."""
+    row = conn.execute(query, params).fetchone()
+    assert row is not None, query
+    return row[0]
 
 
 class Server:
@@ -77,8 +84,8 @@ class Server:
             self.cluster.start()
             self.admin = self.cluster.conninfo("postgres")
         with psycopg.connect(self.admin) as c:
-            self.version = c.execute("SHOW server_version").fetchone()[0]
-            self.settings = dict(c.execute(
+            self.version = scalar(c, "SHOW server_version")
+            self.settings: dict[str, str] = dict(c.execute(
                 "SELECT name, setting FROM pg_settings WHERE name IN ('synchronous_commit',"
                 " 'fsync', 'shared_buffers', 'wal_level', 'max_wal_size')").fetchall())
         self.prefix = f"alfrd_bench_{os.getpid()}"
@@ -110,10 +117,11 @@ class Server:
 
 def db_summary(url: str) -> dict[str, int]:
     with psycopg.connect(url) as c:
-        total, failed = c.execute(
+        row = c.execute(
             "SELECT count(*), count(*) FILTER (WHERE status = 'failed') FROM documents"
         ).fetchone()
-    return {"rows": total, "failed_rows": failed}
+    assert row is not None
+    return {"rows": row[0], "failed_rows": row[1]}
 
 
 # --- LISTEN alfrd_documents ------------------------------------------------------------------

@@ -49,7 +49,8 @@ class Profiler:
             self.proc.terminate()
             self.proc.wait(10)
         if not self.raw.exists():
-            return {"error": (self.proc.stderr.read() or b"").decode()[-500:]}
+            stderr = self.proc.stderr.read() if self.proc.stderr is not None else b""
+            return {"error": (stderr or b"").decode()[-500:]}
         return summarise_profile(self.raw)
 
 

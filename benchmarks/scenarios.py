@@ -37,6 +37,7 @@ from benchmarks.harness import (
     db_summary,
     log,
     naive_peer,
+    scalar,
 )
 from benchmarks.profiling import Profiler
 from tests.helpers import REPO, alfrd_env, run_cli
@@ -272,10 +273,9 @@ def search(b: Bench, repeats: int = 3) -> dict[str, Any]:
     groups = search_queries()
     with psycopg.connect(url) as c:
         c.execute("SELECT 1")
-        out["table_mb"] = c.execute(
-            "SELECT pg_total_relation_size('documents') / 1048576.0").fetchone()[0]
-        out["index_mb"] = c.execute(
-            "SELECT pg_relation_size('documents_search_vector_idx') / 1048576.0").fetchone()[0]
+        out["table_mb"] = scalar(c, "SELECT pg_total_relation_size('documents') / 1048576.0")
+        out["index_mb"] = scalar(
+            c, "SELECT pg_relation_size('documents_search_vector_idx') / 1048576.0")
         plans = {}
         for label, term in (("rare", groups["rare (rank 2000-5000)"][0]),
                             ("common", groups["common (rank 1-20)"][0])):
@@ -301,9 +301,8 @@ def search(b: Bench, repeats: int = 3) -> dict[str, Any]:
                     ms.append((time.perf_counter() - t0) * 1000)
                     hits.append(len(rows))
                     broad_count += broad
-            matches = c.execute(
-                "SELECT count(*) FROM documents WHERE search_vector @@ "
-                "websearch_to_tsquery('english', %s)", (terms[0],)).fetchone()[0]
+            matches = scalar(c, "SELECT count(*) FROM documents WHERE search_vector @@ "
+                             "websearch_to_tsquery('english', %s)", (terms[0],))
             bands[band] = {"queries": len(ms), "p50_ms": pct(ms, 50), "p95_ms": pct(ms, 95),
                            "max_ms": max(ms), "example": terms[0],
                            "example_matching_docs": matches, "broad_queries": broad_count}

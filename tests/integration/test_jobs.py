@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from apscheduler.events import (
+from apscheduler.events import (  # type: ignore[import-untyped]
     EVENT_JOB_ERROR,
     EVENT_JOB_EXECUTED,
     EVENT_JOB_MISSED,
@@ -193,8 +193,8 @@ def test_an_overdue_job_runs_at_start_once(tmp_path: Path, db_url: str,
     found: list[list[str]] = []
     check = b.catch_up
 
-    def start_up_check() -> list[str]:
-        found.append(check())
+    def start_up_check(now: datetime | None = None) -> list[str]:
+        found.append(check(now))
         return found[-1]
 
     b.catch_up = start_up_check  # type: ignore[method-assign]  # start() schedules self.catch_up
@@ -225,7 +225,7 @@ def test_misfire_grace_decides_whether_a_late_run_happens(tmp_path: Path, db_url
             wait_for(lambda: runs(db_url, "prune"), 10, "the late run")
             assert missed == []
         else:
-            wait_for(lambda seen=missed: seen, 10, "APScheduler to drop the late run as missed")
+            wait_for(missed.copy, 10, "APScheduler to drop the late run as missed")
         assert len(runs(db_url, "prune")) == expected
         js.stop()
         js.join(5)

@@ -16,7 +16,7 @@ from alfrd_daemon import logs
 from alfrd_daemon.logs import event, journal_fields, journal_wanted, mask_dsn, setup_logging
 
 try:
-    from systemd.journal import JournalHandler
+    from systemd.journal import JournalHandler  # type: ignore[import-untyped]
 except ImportError:  # the systemd extra is optional: only the journald tests need it
     JournalHandler = None
 
@@ -277,6 +277,7 @@ def _record(caplog: pytest.LogCaptureFixture, emit: Any) -> logging.LogRecord:
 
 
 def test_journal_field_names(caplog: pytest.LogCaptureFixture) -> None:
+    unusual: dict[str, Any] = {"weird-key": "x"}  # not an identifier: only ** can pass it
     record = _record(
         caplog,
         lambda log: event(
@@ -288,7 +289,7 @@ def test_journal_field_names(caplog: pytest.LogCaptureFixture) -> None:
             document_id=7,
             reason="not a pdf",
             retry_in_s=5.0,
-            **{"weird-key": "x"},
+            **unusual,
         ),
     )
     assert journal_fields(record) == {
