@@ -20,14 +20,14 @@ import psycopg
 from psycopg.rows import dict_row
 
 from alfrd_daemon import __version__
-from alfrd_daemon.config.settings import (
+from alfrd_daemon.config.parse import (
     ConfigError,
-    Settings,
     check_paths,
     find_config,
     load_settings,
 )
-from alfrd_daemon.config.settings import world_readable_secret as config_world_readable
+from alfrd_daemon.config.parse import world_readable_secret as config_world_readable
+from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db import pool as dbmod
 from alfrd_daemon.db.cluster import ClusterError
 from alfrd_daemon.db.search import DEFAULT_RANK_WINDOW, search

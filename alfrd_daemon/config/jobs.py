@@ -1,7 +1,8 @@
-"""The `jobs:` section of the YAML → typed, frozen settings for each scheduled job.
+"""The `jobs:` section of the YAML: typed, frozen settings for each scheduled job, with their
+defaults, and the parser of the section.
 
-Validated with config.py's reader, so problems come out in the same "At 'jobs.x.y': got …,
-expected …" form, all at once, and unknown keys are errors.
+Read with config/reader.py, so problems come out in the same "At 'jobs.x.y': got …,
+expected …" form as the rest of the file, all at once, and unknown keys are errors.
 """
 
 from __future__ import annotations
@@ -9,8 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from alfrd_daemon.config.reader import (
+    Reader,
+    boolean,
+    conninfo,
+    integer,
+    number,
+    path_text,
+    string,
+)
 from alfrd_daemon.config.schedule import (
     SCHEDULE_EXPECTED,
     Schedule,
@@ -20,15 +30,15 @@ from alfrd_daemon.config.schedule import (
     resolve_timezone,
 )
 
-if TYPE_CHECKING:
-    from alfrd_daemon.config.settings import _Reader
-
 DEFAULT_GRACE = 12 * 3600.0  # a job due while the machine slept still runs when it wakes
+# The safety-net scan of the whole inbox: the default of watch.rescan_interval (settings.py
+# takes it from here) and so of the rescan job, which runs every watch.rescan_interval.
+RESCAN_INTERVAL = 300.0
 # Schedules are frozen values, safe to share as defaults.
 BACKUP_SCHEDULE = cron("0 3 * * *")
 RESTORE_TEST_SCHEDULE = cron("0 5 * * 0")
 REINDEX_SCHEDULE = cron("0 4 * * 0")
-RESCAN_SCHEDULE = every(300)
+RESCAN_SCHEDULE = every(RESCAN_INTERVAL)
 RETRY_FAILED_SCHEDULE = cron("0 * * * *")
 PRUNE_SCHEDULE = cron("30 2 * * *")
 
@@ -115,7 +125,8 @@ class JobsSettings:
         return resolve_timezone(self.timezone)
 
     def job(self, name: str) -> JobSettings:
-        return getattr(self, JOB_ATTRS[name])  # type: ignore[no-any-return]
+        job: JobSettings = getattr(self, JOB_ATTRS[name])
+        return job
 
 
 def canonical_job_name(name: str) -> str | None:
@@ -124,73 +135,63 @@ def canonical_job_name(name: str) -> str | None:
     return candidate if candidate in JOB_ATTRS else None
 
 
-def parse_jobs(r: _Reader, *, rescan_interval: float) -> JobsSettings:
-    """Read the `jobs:` section; the rescan job's interval defaults to watch.rescan_interval."""
-    from alfrd_daemon.config.settings import (
-        _boolean,
-        _conninfo,
-        _integer,
-        _number,
-        _path_text,
-        _string,
-    )
+def parse_jobs(r: Reader, *, rescan_interval: float) -> JobsSettings:
+    """Read the `jobs:` section (`r` reads it with JobsSettings() as its defaults); the rescan
+    job's schedule defaults to every watch.rescan_interval."""
 
-    def common(section: _Reader, defaults: Any) -> dict[str, Any]:
+    def common(section: Reader) -> dict[str, Any]:
         return {
-            "enabled": section.get("enabled", defaults.enabled, _boolean, "true or false"),
-            "schedule": section.get("schedule", defaults.schedule, parse_schedule,
-                                    SCHEDULE_EXPECTED),
-            "misfire_grace": section.get("misfire_grace", defaults.misfire_grace,
-                                         _number(1, 7 * 86400), "seconds"),
+            "enabled": section.get("enabled", boolean, "true or false"),
+            "schedule": section.get("schedule", parse_schedule, SCHEDULE_EXPECTED),
+            "misfire_grace": section.get("misfire_grace", number(1, 7 * 86400), "seconds"),
         }
 
-    def timezone(value: Any) -> str:
-        name = _string(value)
+    def timezone(value: object) -> str:
+        name = string(value)
         resolve_timezone(name)
         return name
 
-    tz_name = r.get("timezone", "local", timezone, "a time zone name")
+    tz_name = r.get("timezone", timezone, "a time zone name")
 
-    b = r.section("backup")
+    b = r.section("backup", BackupJob())
     backup = BackupJob(
-        **common(b, BackupJob()),
-        keep_daily=b.get("keep_daily", 7, _integer(1, 3660), ""),
-        keep_weekly=b.get("keep_weekly", 4, _integer(0, 520), ""),
-        roles=b.get("roles", True, _boolean, "true or false"),
-        pg_bin_dir=b.get("pg_bin_dir", None, lambda v: Path(_path_text(v)), ""),
-        timeout=b.get("timeout", 6 * 3600.0, _number(10, 7 * 86400), "seconds"),
+        **common(b),
+        keep_daily=b.get("keep_daily", integer(1, 3660)),
+        keep_weekly=b.get("keep_weekly", integer(0, 520)),
+        roles=b.get("roles", boolean, "true or false"),
+        pg_bin_dir=b.get("pg_bin_dir", lambda v: Path(path_text(v))),
+        timeout=b.get("timeout", number(10, 7 * 86400), "seconds"),
     )
     b.finish()
 
-    t = r.section("restore_test")
+    t = r.section("restore_test", RestoreTestJob())
     restore_test = RestoreTestJob(
-        **common(t, RestoreTestJob()),
-        scratch_url=t.get("scratch_url", None, _conninfo, "a PostgreSQL URL"),
-        timeout=t.get("timeout", 6 * 3600.0, _number(10, 7 * 86400), "seconds"),
+        **common(t),
+        scratch_url=t.get("scratch_url", conninfo, "a PostgreSQL URL"),
+        timeout=t.get("timeout", number(10, 7 * 86400), "seconds"),
     )
     t.finish()
 
-    x = r.section("reindex")
+    x = r.section("reindex", ReindexJob())
     reindex = ReindexJob(
-        **common(x, ReindexJob()),
-        batch_size=x.get("batch_size", 500, _integer(1, 100_000), ""),
-        rebuild_fraction=x.get("rebuild_fraction", 0.2, _number(0, 1), "a fraction"),
-        bloat_factor=x.get("bloat_factor", 2.0, _number(1.1, 100), "a factor"),
-        timeout=x.get("timeout", 3600.0, _number(10, 7 * 86400), "seconds"),
+        **common(x),
+        batch_size=x.get("batch_size", integer(1, 100_000)),
+        rebuild_fraction=x.get("rebuild_fraction", number(0, 1), "a fraction"),
+        bloat_factor=x.get("bloat_factor", number(1.1, 100), "a factor"),
+        timeout=x.get("timeout", number(10, 7 * 86400), "seconds"),
     )
     x.finish()
 
-    s = r.section("rescan")
-    rescan = RescanJob(**common(s, RescanJob(schedule=every(rescan_interval))))
+    s = r.section("rescan", RescanJob(schedule=every(rescan_interval)))
+    rescan = RescanJob(**common(s))
     s.finish()
 
-    f = r.section("retry_failed")
-    retry_failed = RetryFailedJob(**common(f, RetryFailedJob()))
+    f = r.section("retry_failed", RetryFailedJob())
+    retry_failed = RetryFailedJob(**common(f))
     f.finish()
 
-    p = r.section("prune")
-    prune = PruneJob(**common(p, PruneJob()),
-                     keep_days=p.get("keep_days", 90, _integer(1, 36500), ""))
+    p = r.section("prune", PruneJob())
+    prune = PruneJob(**common(p), keep_days=p.get("keep_days", integer(1, 36500)))
     p.finish()
 
     r.finish()

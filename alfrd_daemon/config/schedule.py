@@ -174,8 +174,8 @@ def restricts(field: str) -> bool:
 
 
 def _cron_trigger(expression: str, tz: tzinfo) -> Any:
-    from apscheduler.triggers.combining import OrTrigger
-    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.combining import OrTrigger  # type: ignore[import-untyped]
+    from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 
     fields = expression.split()
     if len(fields) != 5:
@@ -196,7 +196,7 @@ def make_trigger(schedule: Schedule, tz: tzinfo) -> Any:
     """The APScheduler trigger for a schedule (cron in `tz`, intervals on the fixed grid)."""
     if schedule.cron is not None:
         return _cron_trigger(schedule.cron, tz)
-    from apscheduler.triggers.interval import IntervalTrigger
+    from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
     assert schedule.every is not None
     return IntervalTrigger(seconds=schedule.every, start_date=ANCHOR.astimezone(tz),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from alfrd_daemon.ingest.folderdoc import META_NAME
 from alfrd_daemon.ingest.writers import read_lease
 
 _AT_FDCWD = -100
@@ -186,11 +187,11 @@ class ClaimArea:
     def claimed(self) -> Iterator[str]:
         """Relative paths of everything in our claim directory (files, and folder documents
         as one entry each)."""
-        yield from _walk_claims(self.dir)
+        yield from walk_claims(self.dir)
 
     def dead_instances(self) -> list[Path]:
         """Claim directories whose owner no longer holds its lock."""
-        dead = []
+        dead: list[Path] = []
         if not self.root.is_dir():
             return dead
         for entry in self.root.iterdir():
@@ -211,7 +212,7 @@ class ClaimArea:
         """Move a dead daemon's claims into ours; returns what we now hold. A path we already
         hold stays where it is and is adopted on a later pass."""
         adopted = []
-        for rel in list(_walk_claims(dead_dir)):
+        for rel in list(walk_claims(dead_dir)):
             target = self.dir / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -233,10 +234,12 @@ class ClaimArea:
                     os.rmdir(dirpath)
 
 
-def _walk_claims(top: Path) -> Iterator[str]:
+def walk_claims(top: Path) -> Iterator[str]:
+    """Relative paths of the claims below `top` (one claim directory): files, symbolic links,
+    and folder documents (a folder holding meta.json) as one entry each."""
     for dirpath, dirs, files in os.walk(top):
         here = Path(dirpath)
-        if here != top and "meta.json" in files:
+        if here != top and META_NAME in files:
             dirs.clear()
             yield str(here.relative_to(top))
             continue

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 
 from alfrd_daemon.db.pool import QUERIES, Database, DatabaseUnavailable
 
@@ -79,9 +79,8 @@ class Committer:
         self.fsync = fsync
         self.max_batch = max_batch
         self.queue: queue.SimpleQueue[Pending | object] = queue.SimpleQueue()
+        self.batches = 0  # committed transactions (a replayed batch counts each file)
         self.thread = threading.Thread(target=self._run, name="alfrd-committer", daemon=True)
-        self.batches = 0
-        self.rows = 0
         self.busy_since: float | None = None  # when the batch being written started
 
     def start(self) -> None:
@@ -138,7 +137,6 @@ class Committer:
                 self._commit([p])
             return
         self.batches += 1
-        self.rows += len(batch)
         for p, (outcome, doc_id, replayed) in zip(batch, results, strict=True):
             _call(p, outcome, doc_id, replayed)
 
@@ -201,7 +199,7 @@ def write_rows(
             for (outcome, doc_id), new in zip(outcomes, recorded, strict=True)]
 
 
-def _resolve_conflict(cur: psycopg.Cursor, row: dict[str, Any]) -> tuple[str, Any]:
+def _resolve_conflict(cur: psycopg.Cursor[DictRow], row: dict[str, Any]) -> tuple[str, Any]:
     """The row's content (or folder id) is already there: a duplicate, or a failed row that
     this good copy replaces."""
     existing = cur.execute(QUERIES["find_existing_document"],

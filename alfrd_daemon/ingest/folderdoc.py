@@ -6,6 +6,7 @@ that exists inside the folder itself.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -70,8 +71,10 @@ def parse_meta(raw: bytes) -> FolderMeta:
         pages.append(Page(safe_page_name(entry.get("file")), str(entry.get("type", "")), order))
     if len({p.file for p in pages}) != len(pages):
         raise InvalidFolder("meta.json lists the same page file twice")
-    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
-    tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
+    raw_meta = data.get("metadata")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+    raw_tags = meta.get("tags")
+    tags: list[Any] = raw_tags if isinstance(raw_tags, list) else []
     created = data.get("created_at")
     return FolderMeta(
         id=doc_id,
@@ -85,8 +88,6 @@ def parse_meta(raw: bytes) -> FolderMeta:
 
 def folder_digest(page_hashes: list[tuple[Page, str]]) -> str:
     """The folder's content identity: its pages' names, order and content."""
-    import hashlib
-
     h = hashlib.sha256(b"alfrd-folder-v1\n")
     for page, sha in page_hashes:
         h.update(f"{page.order}\t{sha}\t{page.file}\n".encode())

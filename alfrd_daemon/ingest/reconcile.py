@@ -41,13 +41,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg.rows import DictRow
+
 from alfrd_daemon.db.pool import load_named_queries
-from alfrd_daemon.ingest.claim import ClaimArea, rename_noreplace
+from alfrd_daemon.ingest.claim import ClaimArea, rename_noreplace, walk_claims
 from alfrd_daemon.ingest.failed import NOTE_SUFFIX, FailedFolder
 from alfrd_daemon.ingest.store import IDENTITY_NAME, Store
 from alfrd_daemon.pgsafe import display_text
 
 Q = load_named_queries("check.sql")
+# The check reads rows by column name.
+Connection = psycopg.Connection[DictRow]
 
 EXAMPLES = 50
 DEFAULT_GRACE = 900.0
@@ -166,7 +171,7 @@ def holder(row_store: str | None, local_store: str | None) -> str:
 
 
 def undisplay(name: str) -> str:
-    """rules.display_text's \\xNN back into the raw byte, to find a file whose name was not
+    """pgsafe.display_text's \\xNN back into the raw byte, to find a file whose name was not
     UTF-8 (a name that really contains a backslash is tried as it is first)."""
     raw = _ESCAPED_BYTE.sub(lambda m: bytes([int(m.group(1), 16)]), name.encode("utf-8"))
     return os.fsdecode(raw)
@@ -224,7 +229,7 @@ class Checker:
         self.report = Report(store=str(store), repair=repair, verified_hashes=verify,
                              store_id=store_id)
 
-    def run(self, conn: Any) -> Report:
+    def run(self, conn: Connection) -> Report:
         self.check_claims()
         present = self.scan_store()
         referenced, elsewhere = self.scan_rows(conn, present)
@@ -246,7 +251,7 @@ class Checker:
         for entry in sorted(area.root.iterdir()):
             if not entry.is_dir() or entry.is_symlink():
                 continue
-            for rel in list(_claims_in(entry)):
+            for rel in list(walk_claims(entry)):
                 if entry.name not in dead:
                     self.report["claimed_in_progress"].add(path=display_text(rel),
                                                            instance=entry.name)
@@ -313,7 +318,7 @@ class Checker:
         return present
 
     # rows --------------------------------------------------------------------------------------
-    def scan_rows(self, conn: Any, present: set[bytes]) -> tuple[set[bytes], set[bytes]]:
+    def scan_rows(self, conn: Connection, present: set[bytes]) -> tuple[set[bytes], set[bytes]]:
         """Looks for the files of this store's rows. Returns the digests this store's rows
         reference, and those other stores' rows reference (a local copy of one is no orphan)."""
         referenced: set[bytes] = set()
@@ -369,12 +374,12 @@ class Checker:
             return True
         return stored_file_exists(self.store, self.failed, path)
 
-    def _other_stores_exist(self, conn: Any) -> bool:
+    def _other_stores_exist(self, conn: Connection) -> bool:
         row = conn.execute(Q["check_count_other_stores"], {"store_id": self.store_id}).fetchone()
         conn.commit()
         return bool(row and row["n"])
 
-    def record_store(self, conn: Any, doc_ids: set[Any]) -> None:
+    def record_store(self, conn: Connection, doc_ids: set[Any]) -> None:
         """Rows without a recorded store whose file is here: this store's (with --repair, and
         once this store has an id; the daemon gives it one at start)."""
         section = self.report["rows_without_store_id"]
@@ -392,7 +397,7 @@ class Checker:
                                    {"store_id": self.store_id, "ids": ids[i:i + 1000]})
                 section.repaired += cur.rowcount
 
-    def count_other_stores(self, conn: Any) -> None:
+    def count_other_stores(self, conn: Connection) -> None:
         """One example per other store: which host and path hold how many rows."""
         section = self.report["held_by_other_stores"]
         for row in conn.execute(Q["check_rows_of_other_stores"],
@@ -404,7 +409,7 @@ class Checker:
         conn.commit()
 
     # orphans -----------------------------------------------------------------------------------
-    def handle_orphans(self, conn: Any, orphans: set[bytes]) -> None:
+    def handle_orphans(self, conn: Connection, orphans: set[bytes]) -> None:
         now = time.time()
         for digest in sorted(orphans):
             rel = store_relpath(digest)
@@ -432,7 +437,7 @@ class Checker:
             section.repaired += 1
 
     @staticmethod
-    def _referenced(conn: Any, rel: str) -> bool:
+    def _referenced(conn: Connection, rel: str) -> bool:
         row = conn.execute(Q["check_is_referenced"], {"path": rel}).fetchone()
         conn.commit()
         return bool(row and row["referenced"])
@@ -473,12 +478,6 @@ class Checker:
         except FileNotFoundError:
             return False
         return True
-
-
-def _claims_in(top: Path) -> Iterator[str]:
-    from alfrd_daemon.ingest.claim import _walk_claims
-
-    yield from _walk_claims(top)
 
 
 # --- command line --------------------------------------------------------------------------------

@@ -26,7 +26,9 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+import psycopg
+from psycopg.rows import DictRow
 
 from alfrd_daemon.db.pool import QUERIES
 from alfrd_daemon.ingest.claim import rename_noreplace
@@ -165,7 +167,7 @@ class Store:
             out.flush()
             os.fsync(out.fileno())
 
-    def register(self, cur: Any, hostname: str | None = None) -> None:
+    def register(self, cur: psycopg.Cursor[DictRow], hostname: str | None = None) -> None:
         """Record this store (host, path, when seen) in the database, so other hosts can say
         who holds the rows that are not theirs. Warns when another id was registered for the
         same place: the identity file was lost or replaced, and the rows of the old id now

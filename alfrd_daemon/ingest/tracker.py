@@ -20,18 +20,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from alfrd_daemon.ingest import folderdoc
-from alfrd_daemon.ingest.paths import (
-    Observed,
-    ReadinessParams,
-    Sighting,
-    Verdict,
-    decide,
-    is_ignored,
-)
-from alfrd_daemon.ingest.pipeline import WorkItem
+from alfrd_daemon.ingest.paths import is_ignored
+from alfrd_daemon.ingest.readiness import Observed, ReadinessParams, Sighting, Verdict, decide
 from alfrd_daemon.ingest.watch import Kind, Signal, scan
+from alfrd_daemon.ingest.work import WorkItem
 from alfrd_daemon.logs import event
 
 log = logging.getLogger("alfrd.tracker")
@@ -172,23 +167,23 @@ class Tracker:
         if tag == "scan":
             self._scan_wanted.append(str(payload))
         elif tag == "done":
-            item, retry, busy = payload  # type: ignore[misc]
+            item, retry, busy = cast(tuple[WorkItem, bool, bool], payload)
             self._on_done(item, retry, busy, now)
         elif tag == "wake_retries":
             self._heap = [(min(due, now) if isinstance(e, _Retry) else due, n, e)
                           for due, n, e in self._heap]
             heapq.heapify(self._heap)
         elif tag == "writing":
+            assert isinstance(payload, WorkItem)
             item = payload
-            assert isinstance(item, WorkItem)
             self.in_flight.discard(item.relpath)
             # An event that came while it was in flight (its close) already says more.
             if item.relpath not in self.sightings:
                 self.sightings[item.relpath] = Sighting(last_activity=now, writing=True)
             self._push(now + self.s.params.settle_seconds, item.relpath)
         elif tag == "retry":
+            assert isinstance(payload, WorkItem)
             item = payload
-            assert isinstance(item, WorkItem)
             self.in_flight.add(item.relpath)
             self._push(now, _Retry(item))
 

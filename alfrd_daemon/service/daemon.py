@@ -26,22 +26,17 @@ from typing import Any, NoReturn
 import psycopg
 from psycopg.types.json import Jsonb
 
-from alfrd_daemon.config.settings import (
-    LIVE_KEYS,
-    PATH_FIELDS,
-    ConfigError,
-    Settings,
-    check_paths,
-    load_settings,
-)
+from alfrd_daemon.config.parse import ConfigError, check_paths, load_settings
+from alfrd_daemon.config.settings import LIVE_KEYS, PATH_FIELDS, Settings
 from alfrd_daemon.db import pool as dbmod
 from alfrd_daemon.db.cluster import ClusterError
 from alfrd_daemon.db.target import DatabaseTarget, resolve_database, stop_embedded_if_unused
 from alfrd_daemon.ingest.claim import ClaimArea
 from alfrd_daemon.ingest.committer import Committer
+from alfrd_daemon.ingest.counters import Counters
 from alfrd_daemon.ingest.failed import FailedFolder
-from alfrd_daemon.ingest.paths import ReadinessParams
-from alfrd_daemon.ingest.pipeline import Counters, Ingestor, Outcome, WorkItem
+from alfrd_daemon.ingest.pipeline import Ingestor
+from alfrd_daemon.ingest.readiness import ReadinessParams
 from alfrd_daemon.ingest.store import Store, StoreIdentityError
 from alfrd_daemon.ingest.tracker import Tracker, TrackerSettings
 from alfrd_daemon.ingest.watch import (
@@ -54,6 +49,7 @@ from alfrd_daemon.ingest.watch import (
     start_observer,
     watching,
 )
+from alfrd_daemon.ingest.work import Outcome, WorkItem
 from alfrd_daemon.ingest.writers import ignore_lease_breaks
 from alfrd_daemon.jobs.runner import JobScheduler, tracker_rescan_interval
 from alfrd_daemon.logs import EVENT_ATTR, FIELDS_ATTR, event, mask_dsn, setup_logging
@@ -213,7 +209,7 @@ class Daemon:
         with _opening("failed folder", s.failed_path):
             failed.open()
         self.claims = ClaimArea(s.inbox.path, self.instance)
-        with _opening("claim area", s.claim_root):
+        with _opening("claim area", self.claims.root):
             self.claims.open()
         self.committer = Committer(self.db, s.store_path, fsync=s.store.fsync,
                                    max_batch=s.workers.commit_batch)
@@ -229,7 +225,7 @@ class Daemon:
         with _opening("watch on the inbox", s.inbox.path):
             self._start_observer()
         self.tracker.s = self._tracker_settings(s)  # now that the real watch mode is known
-        with _opening("claim area", s.claim_root):
+        with _opening("claim area", self.claims.root):
             self._adopt_orphans()
         self.tracker_thread = threading.Thread(target=self.tracker.run, name="alfrd-readiness",
                                                daemon=True)

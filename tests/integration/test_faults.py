@@ -89,7 +89,7 @@ CRASH_POINTS = [
                  id="about-to-commit"),
     pytest.param("alfrd_daemon.ingest.committer:write_rows", 1, "after",
                  id="committed-not-released"),
-    pytest.param("alfrd_daemon.ingest.pipeline:Ingestor._record_failure", 1, "after",
+    pytest.param("alfrd_daemon.ingest.failures:FailureRecorder.record", 1, "after",
                  id="failure-recorded-not-moved"),
     pytest.param("alfrd_daemon.ingest.failed:rename_noreplace", 1, "before",
                  id="failure-note-written-file-not-moved"),

@@ -24,8 +24,8 @@ from apscheduler.events import (  # type: ignore[import-untyped]
     EVENT_JOB_SUBMITTED,
 )
 
+from alfrd_daemon.config.parse import load_settings
 from alfrd_daemon.config.schedule import previous_fire
-from alfrd_daemon.config.settings import load_settings
 from alfrd_daemon.db import pgtools
 from alfrd_daemon.db import pool as dbmod
 from alfrd_daemon.ingest.failed import FailedFolder

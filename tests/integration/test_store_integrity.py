@@ -160,7 +160,7 @@ def test_a_file_changed_after_its_read_is_ingested_again(tmp_path: Path, db_url:
     flags.mkdir()
     v1, v2 = b"draft of the letter " * 40, b"the letter as it was sent " * 60
     daemon = FaultDaemon(config, tmp_path / "daemon.log",
-                         ["alfrd_daemon.ingest.pipeline:Ingestor._log_outcome", "pause",
+                         ["alfrd_daemon.ingest.rows:log_outcome", "pause",
                           str(flags)])
     with daemon:
         def wait_paused() -> None:
@@ -235,7 +235,7 @@ def test_a_file_that_keeps_raising_internal_errors_goes_to_failed(tmp_path: Path
     config = fault_config(tmp_path, db_url, workers={"retry_initial": 0.1, "retry_max": 0.3})
     inbox = tmp_path / "inbox"
     daemon = FaultDaemon(config, tmp_path / "daemon.log",
-                         ["alfrd_daemon.ingest.pipeline:Ingestor._row", "raise-if", "poison"])
+                         ["alfrd_daemon.ingest.rows:RowBuilder.prepare", "raise-if", "poison"])
     with daemon:
         (inbox / "poison.txt").write_bytes(b"this file trips a bug")
         for i in range(5):

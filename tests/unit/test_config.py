@@ -3,29 +3,84 @@
 from __future__ import annotations
 
 import os
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 
 import pytest
+import yaml
 
-from alfrd_daemon.config.settings import (
+from alfrd_daemon.config.parse import (
     ConfigError,
     check_paths,
     load_settings,
     parse_settings,
-    parse_size,
     world_readable_secret,
 )
+from alfrd_daemon.config.reader import parse_size
+from alfrd_daemon.config.schedule import Schedule, every
+from alfrd_daemon.config.settings import PATH_FIELDS, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_documented_example_is_valid_and_matches_defaults(tmp_path: Path) -> None:
-    documented = load_settings(str(REPO / "config" / "alfrd.yaml"), environ={})
-    defaults = parse_settings({}, source="x", base_dir=REPO)
-    for section in ("watch", "database", "workers", "extract", "search", "store", "logging"):
-        assert getattr(documented, section) == getattr(defaults, section), section
-    assert documented.inbox.ignore_files == defaults.inbox.ignore_files
-    assert documented.inbox.ignore_dirs == defaults.inbox.ignore_dirs
+# Keys the documented file leaves empty because their default is not a fixed value.
+DERIVED_DEFAULTS = {"jobs.rescan.schedule"}  # every watch.rescan_interval
+
+
+def code_defaults(value: object, prefix: str = "") -> dict[str, object]:
+    """Every setting the code knows, as its YAML key ('workers.count', 'paths.store',
+    'jobs.backup.keep_daily'), with the default its dataclass field holds."""
+    by_field = {name: key for key, name in PATH_FIELDS.items()}
+    out: dict[str, object] = {}
+    for f in fields(value):  # type: ignore[arg-type]
+        if f.name == "source":
+            continue
+        key = by_field.get(f.name) or f"{prefix}{f.name}"
+        sub = getattr(value, f.name)
+        if is_dataclass(sub) and not isinstance(sub, Schedule):
+            out.update(code_defaults(sub, f"{key}."))
+        else:
+            out[key] = sub
+    return out
+
+
+def documented(value: object, prefix: str = "") -> dict[str, object]:
+    """Every leaf key of the documented YAML with its raw value."""
+    if not isinstance(value, dict):
+        return {prefix.removesuffix("."): value}
+    out: dict[str, object] = {}
+    for key, sub in value.items():
+        out.update(documented(sub, f"{prefix}{key}."))
+    return out
+
+
+def test_the_documented_file_has_every_key_with_the_codes_default() -> None:
+    text = (REPO / "config" / "alfrd.yaml").read_text(encoding="utf-8")
+    doc = documented(yaml.safe_load(text))
+    defaults = code_defaults(Settings())
+    assert sorted(set(defaults) - set(doc)) == [], "settings missing from config/alfrd.yaml"
+    assert sorted(set(doc) - set(defaults)) == [], "keys in config/alfrd.yaml the code ignores"
+    # An empty value documents nothing: only a default that is itself unset may be left empty.
+    empty = {key for key, value in doc.items() if value is None}
+    assert empty - DERIVED_DEFAULTS == {key for key, value in defaults.items() if value is None}
+    # Each documented value, read as the daemon reads it, is exactly the default.
+    base = Path("/srv/alfrd")
+    read = parse_settings(yaml.safe_load(text), source="doc", base_dir=base)
+    assert read == parse_settings({}, source="doc", base_dir=base)
+
+
+def test_the_parser_takes_its_defaults_from_the_dataclasses() -> None:
+    """An empty file gives the dataclasses' defaults, paths resolved: state_dir and inbox.path
+    against the file's directory, the rest against state_dir."""
+    base = Path("/srv/alfrd")
+    plain = Settings()
+    state_dir = base / plain.state_dir
+    expected = replace(
+        plain, inbox=replace(plain.inbox, path=base / plain.inbox.path), state_dir=state_dir,
+        store_path=state_dir / plain.store_path, failed_path=state_dir / plain.failed_path,
+        backups_path=state_dir / plain.backups_path, source="empty")
+    assert parse_settings({}, source="empty", base_dir=base) == expected
+    assert expected.jobs.rescan.schedule == every(plain.watch.rescan_interval)
 
 
 def test_every_problem_is_reported_once_with_its_key(tmp_path: Path) -> None:

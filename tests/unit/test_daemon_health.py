@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from alfrd_daemon.config.settings import load_settings
+from alfrd_daemon.config.parse import load_settings
 from alfrd_daemon.sdnotify import Notifier
 from alfrd_daemon.service.daemon import MONITOR_STALE_SECONDS, Daemon, ErrorThrottle
 from tests.helpers import write_config

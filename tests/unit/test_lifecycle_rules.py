@@ -8,13 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from alfrd_daemon.config.settings import (
-    LIVE_KEYS,
-    RESTART_KEYS,
-    Settings,
-    WorkerSettings,
-    parse_settings,
-)
+from alfrd_daemon.config.parse import parse_settings
+from alfrd_daemon.config.settings import LIVE_KEYS, RESTART_KEYS, Settings, WorkerSettings
 from alfrd_daemon.db.pool import connection_problem
 from alfrd_daemon.service.daemon import (
     STOP_GRACE_SECONDS,

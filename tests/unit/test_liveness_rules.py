@@ -14,7 +14,7 @@ import pytest
 from watchdog import events as wd
 
 from alfrd_daemon.ingest.claim import ClaimArea
-from alfrd_daemon.ingest.paths import ReadinessParams
+from alfrd_daemon.ingest.readiness import ReadinessParams
 from alfrd_daemon.ingest.tracker import NewFolder, Tracker, TrackerSettings, folder_quiet_due
 from alfrd_daemon.ingest.watch import (
     InboxState,

@@ -1,0 +1,129 @@
+"""The rows an arrival leaves in PostgreSQL: one builder for the document row (extracted or
+failed) and one for the arrival, the transaction that writes one file's pair, and the event
+that reports its outcome."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from alfrd_daemon.config.settings import Settings
+from alfrd_daemon.db.pool import Database
+from alfrd_daemon.extract.core import Extraction
+from alfrd_daemon.ingest import committer
+from alfrd_daemon.ingest.errors import Permanent
+from alfrd_daemon.ingest.paths import tags_for
+from alfrd_daemon.ingest.store import Store
+from alfrd_daemon.ingest.work import Outcome
+from alfrd_daemon.logs import event
+from alfrd_daemon.pgsafe import clean_json, clean_tags, clean_text, display_text
+
+log = logging.getLogger("alfrd.ingest")
+
+
+@dataclass
+class Prepared:
+    """Everything the database transaction needs, gathered before it starts."""
+
+    row: dict[str, Any]
+    arrival: dict[str, Any]
+
+
+def arrival_key(prefix: str, relpath: str) -> str:
+    """An arrival's key: what identifies the arrival (device, inode, mtime, size, and the
+    content when it was read), then the relative path, which a claim keeps across crashes and
+    adoption. Two hard links to one inode dropped under two names share device, inode, mtime
+    and content, yet are two arrivals; only a replay of the same claim has the same path."""
+    return f"{prefix}:{hashlib.sha256(os.fsencode(relpath)).hexdigest()[:16]}"
+
+
+class RowBuilder:
+    def __init__(self, settings: Settings, store: Store, instance: str):
+        self.settings = settings
+        self.store = store
+        self.instance = instance
+
+    def tags(self, relpath: str) -> list[str]:
+        return tags_for(relpath, subdirs_as_tags=self.settings.inbox.subdirs_as_tags)
+
+    def document(
+        self, relpath: str, *, sha256: str | None, size: int | None, stored_path: str | None,
+        extraction: Extraction | None = None, error: str | None = None,
+        doc_id: str | None = None, tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A documents row. With an extraction, its text, type and status; without one, a
+        failed row whose `error` says why."""
+        x = extraction
+        meta: dict[str, Any] = {}
+        if x is not None:
+            meta.update(x.metadata)
+            if x.truncated:
+                meta["text_truncated"] = True
+        if metadata:
+            meta.update(metadata)
+        return {
+            "id": doc_id,
+            "sha256": sha256,
+            "original_name": display_text(Path(relpath).name),
+            "source_path": display_text(relpath),
+            "tags": clean_tags(tags if tags is not None else self.tags(relpath)),
+            "mime_type": x.mime_type if x is not None else None,
+            "size_bytes": size,
+            "stored_path": stored_path,
+            "status": x.status if x is not None else "failed",
+            "title": clean_text(x.title) if x is not None and x.title else None,
+            "extracted_text": clean_text(x.text) if x is not None else None,
+            "extractor": x.extractor if x is not None else None,
+            "search_config": self.settings.search.language,
+            "metadata": Jsonb(clean_json(meta)),
+            "error": clean_text(error) if error is not None else None,
+            "store_id": self.store.id,
+        }
+
+    def arrival(self, relpath: str, key: str, size: int | None) -> dict[str, Any]:
+        return {
+            "claim_key": key,
+            "source_path": display_text(relpath),
+            "original_name": display_text(Path(relpath).name),
+            "size_bytes": size,
+            "instance": self.instance,
+        }
+
+    def prepare(
+        self, relpath: str, *, sha256: str, size: int, claim_key: str, extraction: Extraction,
+        stored_path: str, doc_id: str | None = None, tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Prepared:
+        """The row and arrival of content that was read and extracted."""
+        row = self.document(relpath, sha256=sha256, size=size, stored_path=stored_path,
+                            extraction=extraction, doc_id=doc_id, tags=tags, metadata=metadata)
+        return Prepared(row, self.arrival(relpath, arrival_key(claim_key, relpath), size))
+
+
+def write_one(db: Database, p: Prepared) -> tuple[Outcome, str]:
+    """One file's transaction, written by the same code as a committer batch."""
+    try:
+        [(outcome, document_id, replayed)] = committer.write_rows(db, [(p.row, p.arrival)])
+    except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+        raise Permanent(f"the database refused the row: {exc}") from exc
+    if replayed:
+        log.info("claim replayed after a restart; already recorded: %s",
+                 p.arrival["source_path"])
+    return Outcome(outcome), document_id
+
+
+def log_outcome(outcome: Outcome, relpath: str, sha: str, doc_id: str) -> None:
+    shown = display_text(relpath)
+    if outcome is Outcome.INGESTED:
+        event(log, "ingested", f"ingested {shown}", path=shown, sha256=sha, document_id=doc_id)
+    else:
+        event(log, "duplicate", f"duplicate of {doc_id}: {shown}", path=shown, sha256=sha,
+              document_id=doc_id)
