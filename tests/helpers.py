@@ -1,9 +1,14 @@
-"""Test helpers: run the real daemon as a subprocess and wait for what it should do."""
+"""Test helpers: run the real daemon as a subprocess and wait for what it should do.
+
+The benchmarks (benchmarks/harness.py) run the daemon through the same DaemonProcess and
+NotifyListener, so the suite exercises the harness the figures are measured with."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -94,6 +99,17 @@ class DaemonProcess:
         except FileNotFoundError:
             return ""
 
+    def memory_kb(self) -> dict[str, int]:
+        """VmHWM (peak) and VmRSS of the daemon process itself (not its children), in kB."""
+        assert self.proc is not None
+        out: dict[str, int] = {}
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("VmHWM", "VmRSS"):
+                    out[key] = int(value.split()[0])
+        return out
+
     def stop(self, timeout: float = 60) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:
@@ -124,6 +140,58 @@ class DaemonProcess:
             except AssertionError:
                 if exc[0] is None:
                     raise
+
+
+class NotifyListener:
+    """Binds the socket systemd would bind (pass `env()` to the daemon) and keeps every
+    datagram with its arrival time on the monotonic clock."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.1)
+        self.messages: list[tuple[float, dict[str, str]]] = []
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {"NOTIFY_SOCKET": str(self.path), **(extra or {})}
+
+    def pump(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                return
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if line)
+            self.messages.append((time.monotonic(), fields))
+
+    def wait(self, cond: Callable[[dict[str, str]], bool], timeout: float, what: str,
+             since: int = 0, alive: Callable[[], None] | None = None
+             ) -> tuple[int, dict[str, str]]:
+        """The first message from index `since` on that satisfies `cond`, and its index."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i in range(since, len(self.messages)):
+                if cond(self.messages[i][1]):
+                    return i, self.messages[i][1]
+            if alive is not None:
+                alive()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {what} within {timeout} s; got "
+                                     f"{[m for _, m in self.messages[since:]][-10:]}")
+            self.pump()
+
+    def listen_for(self, seconds: float) -> None:
+        """Receive continuously, so arrival times are the real ones."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.pump()
+
+    def watchdog_times(self, since: int = 0) -> list[float]:
+        return [t for t, m in self.messages[since:] if m.get("WATCHDOG") == "1"]
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def wait_for(cond: Callable[[], Any], timeout: float, what: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 from alfrd_daemon.db.cluster import Cluster
 from tests.helpers import (
     DaemonProcess,
+    NotifyListener,
     claimed_files,
     inbox_files,
     query,
@@ -244,17 +246,32 @@ def test_corrupt_pdf_and_fifo_fail_with_reasons_while_others_flow(
 def test_sigterm_drains_and_leaves_nothing_half_done(tmp_path: Path, db_url: str) -> None:
     config = write_config(tmp_path, db_url)
     inbox = tmp_path / "inbox"
-    daemon = DaemonProcess(config, tmp_path / "daemon.log").start().wait_started()
+    notify = NotifyListener(tmp_path / "notify.sock")
+    daemon = DaemonProcess(config, tmp_path / "daemon.log", env=notify.env())
+    daemon.start().wait_started()
     written = {}
     for i in range(300):
         data = f"document {i} for the shutdown test\n".encode() * 20
         (inbox / f"f{i:03d}.txt").write_bytes(data)
         written[f"f{i:03d}.txt"] = sha(data)
-    time.sleep(0.3)
-    assert daemon.stop() == 0
+    # Stop once ingest is under way: the first row is in, most files are still to come.
+    wait_for(lambda: query(db_url, "SELECT 1 FROM documents LIMIT 1"), 30, "the first row",
+             alive=daemon.assert_alive)
+    try:
+        assert daemon.stop() == 0
+        # STOPPING=1 carries the status at the moment the stop came.
+        _, stopping = notify.wait(lambda m: m.get("STOPPING") == "1", 10, "STOPPING=1")
+    finally:
+        notify.close()
+    status = stopping["STATUS"]
+    in_flight = int(re.search(r"queue (\d+)", status)[1])  # type: ignore[index]
+    ingested_before = int(re.search(r"ingested (\d+)", status)[1])  # type: ignore[index]
+    assert in_flight > 0, f"nothing was in flight when the stop came: {status}"
     assert "stopped cleanly" in daemon.log()
     assert not claimed_files(inbox), "claimed files left after a clean stop"
     stored = {r["sha256"] for r in query(db_url, "SELECT sha256 FROM documents")}
+    # The drain finished work that was under way when the stop came.
+    assert len(stored) > ingested_before, (len(stored), status)
     left = set(inbox_files(inbox))
     for name, digest in written.items():
         assert (digest in stored) != (name in left), name  # exactly one place

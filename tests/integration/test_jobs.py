@@ -17,6 +17,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from apscheduler.events import (  # type: ignore[import-untyped]
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+)
 
 from alfrd_daemon.config.parse import load_settings
 from alfrd_daemon.config.schedule import previous_fire
@@ -55,6 +61,13 @@ def execute(db_url: str, sql: str, params: Any = None) -> None:
 
 def runs(db_url: str, job: str) -> list[dict[str, Any]]:
     return query(db_url, "SELECT * FROM job_runs WHERE job = %s ORDER BY id", (job,))
+
+
+def scheduler_events(js: JobScheduler, mask: int) -> list[Any]:
+    """Every APScheduler event of `mask` for the prune job from now on, in order."""
+    seen: list[Any] = []
+    js._sched.add_listener(lambda e: seen.append(e) if e.job_id == "prune" else None, mask)
+    return seen
 
 
 @pytest.fixture
@@ -135,14 +148,25 @@ def test_reindex_waits_for_a_running_backup(tmp_path: Path, db_url: str) -> None
             [sys.executable, "-m", "alfrd_daemon", "jobs", "run", "reindex", "--json",
              "--config", str(config)], env=alfrd_env(), cwd=REPO, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True)
-        wait_for(lambda: runs(db_url, "reindex"), 20, "the reindex run to register")
-        time.sleep(1.5)
+        [run] = wait_for(lambda: runs(db_url, "reindex"), 20, "the reindex run to register")
+        wait_for(lambda: asked_again_for_a_lock(db_url, run["started_at"]), 20,
+                 "the reindex to be refused the maintenance lock and ask again")
         assert proc.poll() is None  # still waiting
         assert [r["outcome"] for r in runs(db_url, "reindex")] == ["running"]
     out, _ = proc.communicate(timeout=30)
     result = json.loads(out)
     assert result["outcome"] == "succeeded"
-    assert result["details"]["waited_for"]["maintenance"] >= 1.5
+    assert result["details"]["waited_for"]["maintenance"] > 0
+
+
+def asked_again_for_a_lock(db_url: str, since: datetime) -> bool:
+    """Another session's last statement is a lock attempt made well after `since`: the lock
+    it tried for right away was refused (a granted one would be followed by other work)."""
+    return bool(query(db_url, """
+        SELECT 1 FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid()
+          AND query LIKE '%%pg_try_advisory_lock%%'
+          AND query_start > %s + interval '0.5 seconds'""", (since,)))
 
 
 # --- the scheduler --------------------------------------------------------------------------------
@@ -163,12 +187,19 @@ def test_an_overdue_job_runs_at_start_once(tmp_path: Path, db_url: str,
     assert run["trigger"] == "catch-up" and run["instance"] == "test-a"
     assert run["scheduled_for"] == previous_fire(settings.jobs.prune.schedule, tz,
                                                  datetime.now(tz))
-    # Another daemon starting now finds nothing overdue.
+    # Another daemon starting now finds nothing overdue: its own start-up check says so.
     b = JobScheduler(settings, db_url, "test-b")
     schedulers.append(b)
+    found: list[list[str]] = []
+    check = b.catch_up
+
+    def start_up_check(now: datetime | None = None) -> list[str]:
+        found.append(check(now))
+        return found[-1]
+
+    b.catch_up = start_up_check  # type: ignore[method-assign]  # start() schedules self.catch_up
     b.start()
-    assert b.catch_up() == []
-    time.sleep(0.5)
+    assert wait_for(lambda: found, 10, "test-b's start-up catch-up check") == [[]]
     assert len(runs(db_url, "prune")) == 1
     # A job that never succeeded and was first scheduled just now is not overdue either.
     assert query(db_url, "SELECT count(*) AS n FROM job_state")[0]["n"] == 1
@@ -187,12 +218,14 @@ def test_misfire_grace_decides_whether_a_late_run_happens(tmp_path: Path, db_url
         js.start()
         job = js._sched.get_job("prune")  # APScheduler's own view is what is under test
         assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (True, 1, grace)
+        missed = scheduler_events(js, EVENT_JOB_MISSED)
         tz = settings.jobs.tz
         js._sched.modify_job("prune", next_run_time=datetime.now(tz) - timedelta(seconds=10))
         if expected:
             wait_for(lambda: runs(db_url, "prune"), 10, "the late run")
+            assert missed == []
         else:
-            time.sleep(1.5)
+            wait_for(missed.copy, 10, "APScheduler to drop the late run as missed")
         assert len(runs(db_url, "prune")) == expected
         js.stop()
         js.join(5)
@@ -206,12 +239,17 @@ def test_missed_runs_coalesce_into_one(tmp_path: Path, db_url: str,
     js = JobScheduler(settings, db_url, "coalesce")
     schedulers.append(js)
     js.start()
+    submitted = scheduler_events(js, EVENT_JOB_SUBMITTED)
+    executed = scheduler_events(js, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
     tz = settings.jobs.tz
     # Four fire times passed (3 h 5 s, 2 h 5 s, 1 h 5 s and 5 s ago), all within the grace.
     js._sched.modify_job("prune", next_run_time=datetime.now(tz) - timedelta(hours=3,
                                                                               seconds=5))
-    wait_for(lambda: runs(db_url, "prune"), 10, "the coalesced run")
-    time.sleep(1.0)
+    wait_for(lambda: executed, 10, "the coalesced run to finish")
+    # All four were handed over at once, as one run for the latest of them.
+    [submission] = submitted
+    assert len(submission.scheduled_run_times) == 1
+    assert len(executed) == 1 and executed[0].code == EVENT_JOB_EXECUTED
     assert len(runs(db_url, "prune")) == 1
 
 
@@ -263,7 +301,9 @@ def test_shutdown_abandons_a_running_job_within_the_drain_timeout(tmp_path: Path
     try:
         wait_for(lambda: (tmp_path / "pg_dump.pid").exists(), 20, "pg_dump to start",
                  alive=daemon.assert_alive)
-        time.sleep(1.5)  # fire times pass while the run goes on: max_instances=1 skips them
+        # Fire times pass while the run goes on: max_instances=1 skips them.
+        wait_for(lambda: "maximum number of running instances" in daemon.log(), 20,
+                 "a fire time skipped while the backup runs", alive=daemon.assert_alive)
         assert [r["outcome"] for r in runs(db_url, "backup")] == ["running"]
         started = time.monotonic()
         assert daemon.stop(timeout=30) == 0

@@ -5,62 +5,25 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from alfrd_daemon.db.cluster import Cluster
-from tests.helpers import DaemonProcess, cluster_pids, inbox_files, query, wait_for, write_config
+from tests.helpers import (
+    DaemonProcess,
+    NotifyListener,
+    cluster_pids,
+    inbox_files,
+    query,
+    wait_for,
+    write_config,
+)
 
 pytestmark = pytest.mark.timeout(120)
-
-
-class NotifyListener:
-    """Binds the socket systemd would bind and keeps every datagram with its arrival time."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.1)
-        self.messages: list[tuple[float, dict[str, str]]] = []
-
-    def pump(self) -> None:
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                return
-            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if line)
-            self.messages.append((time.monotonic(), fields))
-
-    def wait(self, cond: Callable[[dict[str, str]], bool], timeout: float, what: str,
-             since: int = 0) -> tuple[int, dict[str, str]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            for i in range(since, len(self.messages)):
-                if cond(self.messages[i][1]):
-                    return i, self.messages[i][1]
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {what} within {timeout} s; got "
-                                     f"{[m for _, m in self.messages[since:]][-10:]}")
-            self.pump()
-
-    def listen_for(self, seconds: float) -> None:
-        """Receive continuously, so arrival times are the real ones."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self.pump()
-
-    def watchdog_times(self, since: int = 0) -> list[float]:
-        return [t for t, m in self.messages[since:] if m.get("WATCHDOG") == "1"]
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture

@@ -1,0 +1,281 @@
+"""What the benchmarks run and time: the PostgreSQL server and a fresh database per scenario,
+the daemon as a subprocess, a listener for its commits, and the two reference points (the COPY
+limit and the naive peer).
+
+The daemon runs through the tests' own harness (tests.helpers.DaemonProcess and
+NotifyListener): one way to start, watch and stop it, exercised by the whole suite on every run.
+Only the configuration is the benchmark's own: everything at its default except the inbox, the
+database, the worker count and WARNING logging (so logging costs nothing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from alfrd_daemon.db import pool as dbmod
+from tests.helpers import DaemonProcess, NotifyListener
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# The columns the limit and the naive peer fill: those the daemon fills for a text file.
+COPY_COLUMNS = ("sha256", "original_name", "source_path", "status", "mime_type", "size_bytes",
+                "extracted_text")
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --- server and databases ---------------------------------------------------------------------
+
+def with_dbname(conninfo: str, dbname: str) -> str:
+    params = conninfo_to_dict(conninfo)
+    params["dbname"] = dbname
+    return make_conninfo("", **params)
+
+
+def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
+    """The first column of the first row of `query`."""
+    row = conn.execute(query, params).fetchone()
+    assert row is not None, query
+    return row[0]
+
+
+class Server:
+    """The PostgreSQL the run uses: the given/default URL, else a private cluster."""
+
+    def __init__(self, url: str | None):
+        self.cluster = None
+        self.root: Path | None = None
+        candidates = [url] if url else [os.environ.get("ALFRD_BENCH_DATABASE_URL") or
+                                        DEFAULT_URL]
+        self.admin = ""
+        for cand in candidates:
+            try:
+                with psycopg.connect(cand, connect_timeout=3) as c:
+                    c.execute("SELECT 1")
+                self.admin = cand
+                break
+            except psycopg.Error as exc:
+                if url:
+                    raise SystemExit(f"cannot connect to {url}: {exc}") from exc
+        if not self.admin:
+            from alfrd_daemon.db.cluster import Cluster
+
+            self.root = Path(tempfile.mkdtemp(prefix="alfrd-bench-pg-"))
+            os.chmod(self.root, 0o755)
+            log(f"no server at {DEFAULT_URL}; starting a private cluster in {self.root}")
+            self.cluster = Cluster(self.root / "pg")
+            self.cluster.start()
+            self.admin = self.cluster.conninfo("postgres")
+        with psycopg.connect(self.admin) as c:
+            self.version = scalar(c, "SHOW server_version")
+            self.settings: dict[str, str] = dict(c.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN ('synchronous_commit',"
+                " 'fsync', 'shared_buffers', 'wal_level', 'max_wal_size')").fetchall())
+        self.prefix = f"alfrd_bench_{os.getpid()}"
+
+    @contextlib.contextmanager
+    def database(self, scenario: str) -> Iterator[str]:
+        """A freshly created and migrated database, dropped at the end."""
+        name = f"{self.prefix}_{scenario}"
+        with psycopg.connect(self.admin, autocommit=True) as c:
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+            c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        url = with_dbname(self.admin, name)
+        with psycopg.connect(url) as conn:
+            dbmod.migrate(conn)
+        try:
+            yield url
+        finally:
+            with psycopg.connect(self.admin, autocommit=True) as c:
+                c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(name)))
+
+    def close(self) -> None:
+        if self.cluster is not None:
+            self.cluster.destroy()
+            assert self.root is not None
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def db_summary(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as c:
+        row = c.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'failed') FROM documents"
+        ).fetchone()
+    assert row is not None
+    return {"rows": row[0], "failed_rows": row[1]}
+
+
+# --- LISTEN alfrd_documents ------------------------------------------------------------------
+
+class Listener:
+    """Records (document id, receipt time) for every NOTIFY alfrd_documents (sent at commit)."""
+
+    def __init__(self, url: str):
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.conn.execute("LISTEN alfrd_documents")
+        self.received: dict[str, float] = {}
+        self.order: list[float] = []
+        self.lock = threading.Lock()
+        self.stop_flag = False
+        self.thread = threading.Thread(target=self._run, daemon=True, name="bench-listen")
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop_flag:
+            for n in self.conn.notifies(timeout=0.2):
+                now = time.time()
+                with self.lock:
+                    self.received.setdefault(n.payload, now)
+                    self.order.append(now)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.received)
+
+    def wait_count(self, n: int, timeout: float, alive: Callable[[], None] | None = None
+                   ) -> bool:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.count() >= n:
+                return True
+            if alive is not None:
+                alive()
+            time.sleep(0.05)
+        return self.count() >= n
+
+    def last_time(self) -> float:
+        with self.lock:
+            return max(self.received.values()) if self.received else float("nan")
+
+    def close(self) -> None:
+        self.stop_flag = True
+        self.thread.join(5)
+        self.conn.close()
+
+
+# --- the daemon ----------------------------------------------------------------------------------
+
+class BenchDaemon:
+    """`alfrd run` on a benchmark config in `work`; `start()` returns at its READY=1."""
+
+    def __init__(self, work: Path, db_url: str, workers: int, fsync: bool = True):
+        self.work = work
+        self.inbox = work / "inbox"
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        cfg: dict[str, Any] = {
+            "state_dir": str(work / "var"),
+            "inbox": {"path": str(self.inbox)},
+            "database": {"url": db_url},
+            "workers": {"count": workers},
+            "logging": {"level": "WARNING"},
+        }
+        if not fsync:
+            cfg["store"] = {"fsync": False}
+        config = work / "alfrd.yaml"
+        config.write_text(yaml.safe_dump(cfg))
+        self.notify = NotifyListener(work / "notify.sock")
+        self.process = DaemonProcess(config, work / "daemon.log", env=self.notify.env())
+        self.spawned_at = float("nan")
+        self.ready_at = float("nan")
+
+    @property
+    def pid(self) -> int:
+        assert self.process.proc is not None
+        return self.process.proc.pid
+
+    def start(self, timeout: float = 120) -> BenchDaemon:
+        """Start and wait for READY=1: with logging at WARNING the INFO line `event=started`
+        is not logged; READY=1 is sent right after it."""
+        self.spawned_at = time.time()
+        self.process.start()
+        i, _ = self.notify.wait(lambda m: m.get("READY") == "1", timeout, "READY=1",
+                                alive=self.process.assert_alive)
+        # Its arrival time, not when wait() returned (it listens on for a moment), in the
+        # wall-clock time that commit receipts are measured in.
+        self.ready_at = time.time() - (time.monotonic() - self.notify.messages[i][0])
+        return self
+
+    def assert_alive(self) -> None:
+        self.process.assert_alive()
+
+    def memory_kb(self) -> dict[str, int]:
+        return self.process.memory_kb()
+
+    def log(self) -> str:
+        return self.process.log()
+
+    def stop(self) -> None:
+        try:
+            if self.process.proc is not None:
+                self.process.stop(timeout=90)
+        except AssertionError as exc:  # killed after ignoring SIGTERM: keep the figures
+            log(str(exc)[:1000])
+        finally:
+            self.notify.close()
+
+
+# --- the reference points ------------------------------------------------------------------------
+
+def file_row(path: Path, data: bytes) -> tuple[Any, ...]:
+    """The row the limit and the naive peer write: same columns the daemon fills for text."""
+    sha = hashlib.sha256(data).hexdigest()
+    if path.suffix == ".pdf":
+        import pypdf
+
+        reader = pypdf.PdfReader(io.BytesIO(data))
+        text = "\n".join(page.extract_text() or "" for page in reader.pages)
+        mime = "application/pdf"
+    else:
+        text = data.decode("utf-8", errors="replace")
+        mime = "text/plain"
+    return (sha, path.name, path.name, "extracted", mime, len(data), text)
+
+
+def copy_limit(files: list[Path], url: str) -> dict[str, float]:
+    """Read, hash and take the text of every file, then ONE COPY (single thread)."""
+    with psycopg.connect(url) as conn:
+        t0 = time.perf_counter()
+        rows = [file_row(p, p.read_bytes()) for p in files]
+        t_read = time.perf_counter() - t0
+        with conn.cursor() as cur, cur.copy(
+                f"COPY documents ({', '.join(COPY_COLUMNS)}) FROM STDIN") as cp:
+            for r in rows:
+                cp.write_row(r)
+        conn.commit()
+        secs = time.perf_counter() - t0
+    return {"seconds": secs, "read_hash_seconds": t_read}
+
+
+def naive_peer(files: list[Path], done: Path, url: str) -> float:
+    """Per file: read, sha256, text, INSERT, commit, rename to `done` (single thread, no
+    fsync). Returns the seconds it took."""
+    done.mkdir(parents=True)
+    q = (f"INSERT INTO documents ({', '.join(COPY_COLUMNS)}) VALUES "
+         f"({', '.join(['%s'] * len(COPY_COLUMNS))}) ON CONFLICT (sha256) DO NOTHING")
+    with psycopg.connect(url, autocommit=True) as conn:
+        t0 = time.perf_counter()
+        for p in files:
+            with open(p, "rb") as f:
+                data = f.read()
+            conn.execute(q, file_row(p, data))  # autocommit: one commit per file
+            os.rename(p, done / p.name)
+        return time.perf_counter() - t0
