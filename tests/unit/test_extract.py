@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from pypdf import PdfWriter
 
-from alfrd_daemon.extract.core import (
+from alfrd_daemon.extract.api import (
     EXTRACTOR_VERSIONS,
     Extraction,
     ExtractLimits,
     PermanentExtractionError,
-    detect_mime,
-    extract,
 )
+from alfrd_daemon.extract.dispatch import extract
+from alfrd_daemon.extract.sniff import detect_mime
 
 LIMITS = ExtractLimits()
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
