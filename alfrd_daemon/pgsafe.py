@@ -27,6 +27,11 @@ def clean_text(text: str) -> str:
     return text
 
 
+def clean_optional_text(text: str | None) -> str | None:
+    """clean_text for a nullable column: None stays NULL."""
+    return None if text is None else clean_text(text)
+
+
 def clean_json(value: Any) -> Any:
     """A copy of `value` that JSONB takes: strings (keys too) cleaned, non-finite floats as
     null, tuples as lists, anything else JSON cannot hold as its str()."""

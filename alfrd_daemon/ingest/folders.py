@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from alfrd_daemon.db.pool import Database
-from alfrd_daemon.extract.core import Extraction
+from alfrd_daemon.extract.api import Extraction
 from alfrd_daemon.ingest import folderdoc, rows
 from alfrd_daemon.ingest.claim import ClaimArea
 from alfrd_daemon.ingest.errors import Permanent

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alfrd_daemon.config.settings import Settings
-from alfrd_daemon.extract.core import Extraction, ExtractLimits, PermanentExtractionError, extract
+from alfrd_daemon.extract.api import Extraction, ExtractLimits, PermanentExtractionError
+from alfrd_daemon.extract.dispatch import extract
 from alfrd_daemon.ingest.claim import FileIdentity
 from alfrd_daemon.ingest.errors import TRANSIENT_OS_ERRORS, Permanent, StillWriting, Transient
 from alfrd_daemon.ingest.store import Incoming, SourceReadError, SourceTooLarge, Store

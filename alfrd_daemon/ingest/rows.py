@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db.pool import Database
-from alfrd_daemon.extract.core import Extraction
+from alfrd_daemon.extract.api import Extraction
 from alfrd_daemon.ingest import committer
 from alfrd_daemon.ingest.errors import Permanent
 from alfrd_daemon.ingest.paths import tags_for

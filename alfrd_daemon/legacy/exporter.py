@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 
 from alfrd_daemon.db.pool import load_named_queries
 from alfrd_daemon.legacy.mapping import (
@@ -79,7 +79,7 @@ class ExportReport:
 
 
 class Exporter:
-    def __init__(self, conn: psycopg.Connection, duckdb: Any, *, zone: ZoneInfo,
+    def __init__(self, conn: psycopg.Connection[DictRow], duckdb: Any, *, zone: ZoneInfo,
                  store_root: Path, progress: Progress):
         self.conn = conn
         self.duckdb = duckdb
@@ -184,7 +184,7 @@ class Exporter:
                 stats.rows += len(keep)
         stats.source_checksum = table_checksum(digests)
 
-    def _stream(self, statement: sql.Composable) -> Iterator[dict[str, Any]]:
+    def _stream(self, statement: sql.SQL | sql.Composed) -> Iterator[dict[str, Any]]:
         """A server-side cursor, so a large archive never sits in memory whole."""
         with self.conn.cursor(name="alfrd_export", row_factory=dict_row) as cur:
             cur.itersize = BATCH
@@ -204,7 +204,7 @@ _PG_COLUMNS = ("pg_sha256", "pg_stored_path", "pg_source_path", "pg_tags", "pg_s
                "pg_created_at", "pg_updated_at", "pg_duplicate_of")
 
 
-def _columns(rows: list[Mapping[str, Any]]) -> dict[str, list[Any]]:
+def _columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
     """Rows → one list per column: the insert statements unnest them side by side."""
     return {name: [row.get(name) for row in rows] for name in rows[0]}
 

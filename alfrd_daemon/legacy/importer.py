@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
 from alfrd_daemon.config.settings import Settings
@@ -36,13 +36,13 @@ from alfrd_daemon.legacy.mapping import (
     Rejected,
     arrival_row,
     check_document,
-    clean_text,
     document_row,
     legacy_row,
     map_status,
     reject_data,
 )
 from alfrd_daemon.legacy.verify import Expectations, TableCheck, verify
+from alfrd_daemon.pgsafe import clean_optional_text
 from alfrd_daemon.progress import Progress
 
 Q = load_named_queries("legacy.sql")
@@ -145,7 +145,7 @@ class ImportReport:
         }
 
 
-def run_import(conn: psycopg.Connection, duck: Any, options: ImportOptions,
+def run_import(conn: psycopg.Connection[DictRow], duck: Any, options: ImportOptions,
                settings: Settings, progress: Progress) -> ImportReport:
     """`conn` must be in autocommit mode: each batch commits on its own."""
     store = None
@@ -157,7 +157,7 @@ def run_import(conn: psycopg.Connection, duck: Any, options: ImportOptions,
 
 
 class Importer:
-    def __init__(self, conn: psycopg.Connection, duck: Any, options: ImportOptions, *,
+    def __init__(self, conn: psycopg.Connection[DictRow], duck: Any, options: ImportOptions, *,
                  store: Store | None, fsync: bool, progress: Progress):
         self.conn = conn
         self.cur = conn.cursor(row_factory=dict_row)
@@ -271,7 +271,8 @@ class Importer:
             except Rejected as exc:
                 self._reject("documents", row, json_columns, exc.reason, stats)
                 continue
-            self.expected.expect("documents", str(doc_id), clean_text(row.get("extracted_text")))
+            self.expected.expect("documents", str(doc_id),
+                                 clean_optional_text(row.get("extracted_text")))
             valid.append((row, doc_id))
         if not valid:
             return

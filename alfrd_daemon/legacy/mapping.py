@@ -24,6 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from alfrd_daemon.ingest.paths import merge_tags
+from alfrd_daemon.pgsafe import clean_optional_text, clean_text
 
 IMPORT_INSTANCE = "alfrd-import"
 FOLDER_MIME = "application/x-alfrd-folder"
@@ -159,40 +160,22 @@ def row_id(row: Mapping[str, Any], table: str = "documents") -> uuid.UUID:
     return parsed
 
 
-def clean_text(value: str | None) -> str | None:
-    """PostgreSQL text holds no NUL; DuckDB's VARCHAR does."""
-    if value is None:
-        return None
-    return value.replace("\x00", "") if "\x00" in value else value
-
-
-def clean_json(value: Any) -> Any:
-    """jsonb refuses \\u0000 in strings and keys, so it goes, like NUL in text."""
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, list):
-        return [clean_json(v) for v in value]
-    if isinstance(value, dict):
-        return {clean_text(str(k)): clean_json(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # Python's json reads NaN; jsonb does not
-    return value
-
-
 def parse_json(value: Any) -> Any:
     """DuckDB hands JSON columns over as text; a value that is not JSON stays a JSON string
     rather than being dropped."""
     if value is None or not isinstance(value, str | bytes):
-        return clean_json(json_safe(value))
+        return json_safe(value)
     try:
-        return clean_json(json.loads(value))
+        return json_safe(json.loads(value))
     except ValueError:
         return clean_text(value if isinstance(value, str) else value.decode("utf-8", "replace"))
 
 
 def json_safe(value: Any) -> Any:
-    """A value as JSON can hold it and `restore` can read back. Decimals stay numbers when a
-    float spells them exactly (jsonb keeps numbers as numeric), else become text."""
+    """A value as JSON can hold it, jsonb accepts and `restore` can read back: strings and keys
+    cleaned (pgsafe), NaN and infinities as text (Python's json reads them, jsonb does not).
+    Decimals stay numbers when a float spells them exactly (jsonb keeps numbers as numeric),
+    else become text."""
     if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, str):
@@ -364,9 +347,9 @@ def document_row(
     updated = to_timestamptz(row.get("updated_at"), zone, "updated_at") or created
     status = map_status(row.get("status")) or "pending"
     is_folder = files.folder is not None or row.get("file_type") == "folder"
-    name = clean_text(row.get("filename")) or PurePosixPath(
+    name = clean_optional_text(row.get("filename")) or PurePosixPath(
         str(row.get("original_path") or row.get("folder_path") or doc_id)).name or str(doc_id)
-    source_path = clean_text(row.get("original_path")) or clean_text(
+    source_path = clean_optional_text(row.get("original_path")) or clean_optional_text(
         row.get("folder_path") or row.get("raw_document_path")) or name
     metadata: dict[str, Any] = {"alfrd": alfrd,
                                 "import": {"source": source, "timezone": zone.key}}
@@ -374,8 +357,8 @@ def document_row(
         metadata["import"]["missing_files"] = list(files.missing)
     if files.folder is not None:
         metadata["folder"] = files.folder
-    summary = clean_text(row.get("summary"))
-    text = clean_text(row.get("extracted_text"))
+    summary = clean_optional_text(row.get("summary"))
+    text = clean_optional_text(row.get("extracted_text"))
     return {
         "id": doc_id,
         "sha256": files.sha256,
@@ -383,7 +366,8 @@ def document_row(
         "source_path": source_path,
         "tags": merge_tags(string_list(row.get("tags")), string_list(row.get("secondary_tags")),
                            list(files.folder_tags)),
-        "mime_type": clean_text(row.get("mime_type")) or (FOLDER_MIME if is_folder else None),
+        "mime_type": (clean_optional_text(row.get("mime_type"))
+                      or (FOLDER_MIME if is_folder else None)),
         "size_bytes": files.size if files.size is not None else _int_or_none(
             row.get("file_size")),
         "stored_path": files.stored_path,
@@ -395,7 +379,7 @@ def document_row(
         "extractor": "alfrd" if text is not None else None,
         "search_config": search_config,
         "metadata": metadata,
-        "error": clean_text(row.get("error_message")),
+        "error": clean_optional_text(row.get("error_message")),
         "created_at": created,
         "updated_at": updated,
     }

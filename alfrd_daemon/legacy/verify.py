@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 
 from alfrd_daemon.db.pool import load_named_queries
 from alfrd_daemon.legacy.mapping import LEGACY_BY_SOURCE, table_checksum, text_digest
@@ -61,12 +61,12 @@ class Expectations:
         self.rejected[table].add(source_id)
 
 
-def verify(conn: psycopg.Connection, expected: Expectations) -> list[TableCheck]:
+def verify(conn: psycopg.Connection[DictRow], expected: Expectations) -> list[TableCheck]:
     return [_check(conn, table, expected.digests.get(table, {}),
                    expected.rejected.get(table, set())) for table in expected.tables]
 
 
-def _check(conn: psycopg.Connection, table: str, want: dict[str, str],
+def _check(conn: psycopg.Connection[DictRow], table: str, want: dict[str, str],
            rejected: set[str]) -> TableCheck:
     cur = conn.cursor(row_factory=dict_row)
     found: dict[str, str] = {}
@@ -77,9 +77,9 @@ def _check(conn: psycopg.Connection, table: str, want: dict[str, str],
     rejected_found = 0
     names = sorted(rejected)
     for start in range(0, len(names), CHUNK):
-        row = cur.execute(Q["verify_rejects"],
-                          {"table": table, "ids": names[start:start + CHUNK]}).fetchone()
-        rejected_found += int(row["n"]) if row else 0
+        counted = cur.execute(Q["verify_rejects"],
+                              {"table": table, "ids": names[start:start + CHUNK]}).fetchone()
+        rejected_found += int(counted["n"]) if counted else 0
     missing = [i for i in ids if i not in found]
     different = [i for i in ids if i in found and found[i] != want[i]]
     return TableCheck(
@@ -90,7 +90,7 @@ def _check(conn: psycopg.Connection, table: str, want: dict[str, str],
         missing_ids=missing[:SAMPLE], different_ids=different[:SAMPLE])
 
 
-def _digest_query(table: str) -> sql.Composable:
+def _digest_query(table: str) -> sql.SQL | sql.Composed:
     if table == "documents":
         return sql.SQL(Q["verify_documents"])
     spec = LEGACY_BY_SOURCE[table]

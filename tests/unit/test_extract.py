@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from alfrd_daemon.extract.core import (
+from alfrd_daemon.extract.api import (
     EXTRACTOR_VERSIONS,
     Extraction,
     ExtractLimits,
     PermanentExtractionError,
-    detect_mime,
-    extract,
 )
+from alfrd_daemon.extract.dispatch import extract
+from alfrd_daemon.extract.sniff import detect_mime
 
 LIMITS = ExtractLimits()
 
