@@ -194,7 +194,7 @@ class _Child:
             # Far below a pipe's buffer, and the child reads as soon as it is idle.
             os.write(self.proc.stdin.fileno(), FRAME_HEADER.pack(len(body)) + body)
         except BrokenPipeError:
-            raise _Crash("exited before it read the request") from None
+            raise _Crash("exited before it read the request", eof=True) from None
 
     def receive(self, deadline: float, cap: int) -> dict[str, Any]:
         """One reply frame, read within `deadline` (time.monotonic) and `cap` bytes."""
