@@ -5,7 +5,7 @@
 The PDFs are the benchmark corpus's (`benchmarks.run.make_corpus`, made with
 `tests.samples.make_pdf`). Each run extracts all of them one after the other, in one thread:
 
-  fresh   `extract()` of `alfrd_daemon.extract.core`: one `pdf_worker` child per PDF
+  fresh   `extract()` of `alfrd_daemon.extract.dispatch`: one `pdf_worker` child per PDF
   pool    `ExtractorPool.run("pdf", …)`, the pool started and closed inside the measurement,
           so its children's start-up is paid by these PDFs
   steady  the same pool run, without its start-up and close: what each further PDF costs
@@ -25,7 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from alfrd_daemon.extract.core import ExtractLimits, extract
+from alfrd_daemon.extract.api import ExtractLimits
+from alfrd_daemon.extract.dispatch import extract
 from alfrd_daemon.extract.pool import ExtractorPool, children_cpu_seconds, default_size
 from benchmarks.run import make_corpus
 

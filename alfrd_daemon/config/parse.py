@@ -168,6 +168,8 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
         max_text_chars=e.get("max_text_chars", integer(1000, 1_000_000_000)),
         max_pdf_pages=e.get("max_pdf_pages", integer(1, 1_000_000)),
         memory_limit_mb=e.get("memory_limit_mb", integer(64, 1024 * 1024)),
+        workers=e.get("workers", integer(0, 256)),
+        recycle_after=e.get("recycle_after", integer(1, 1_000_000)),
     )
     e.finish()
 

@@ -77,6 +77,8 @@ class ExtractSettings:
     max_text_chars: int = 5_000_000
     max_pdf_pages: int = 5000
     memory_limit_mb: int = 1024
+    workers: int = 0  # long-lived extractor processes; 0: one per core
+    recycle_after: int = 500  # documents one extractor serves before it is replaced
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,7 @@ RESTART_KEYS: frozenset[str] = frozenset({
     "database.url", "database.pool_min", "database.pool_max", "database.connect_timeout",
     "database.startup_timeout", "database.reconnect_timeout",
     "workers.count", "workers.queue_size", "workers.commit_batch", "store.fsync",
+    "extract.workers", "extract.recycle_after",
 })
 # YAML keys whose value sits in a top-level Settings field of another name.
 PATH_FIELDS: dict[str, str] = {

@@ -22,6 +22,7 @@ from alfrd_daemon.extract.api import (
 )
 from alfrd_daemon.extract.mail import parse_email
 from alfrd_daemon.extract.pdf import parse_pdf
+from alfrd_daemon.extract.pool import ExtractorPool
 from alfrd_daemon.extract.sniff import (
     CSV,
     EML,
@@ -58,8 +59,10 @@ _PARSERS: dict[str, Callable[[bytes, bool], Parsed]] = {
 }
 
 
-def extract(path: Path, limits: ExtractLimits, *, name: str | None = None) -> Extraction:
-    """Extract the text of the file at `path`; `name` (default: path's name) decides its type.
+def extract(path: Path, limits: ExtractLimits, *, name: str | None = None,
+            pool: ExtractorPool | None = None) -> Extraction:
+    """Extract the text of the file at `path`; `name` (default: path's name) decides its type;
+    `pool` serves the kinds that run in a child process (else one child each).
 
     Raises PermanentExtractionError when the content is unusable; OSError when it is unreadable.
     """
@@ -73,7 +76,7 @@ def extract(path: Path, limits: ExtractLimits, *, name: str | None = None) -> Ex
             data, partial = _read_rest(fh, head, limits.max_text_chars * 4)
             return _finish(parser(data, partial), mime, limits, truncated=partial)
     if mime == PDF:
-        parsed = parse_pdf(path, head, limits)
+        parsed = parse_pdf(path, head, limits, pool)
         return _finish(parsed, PDF, limits, truncated=parsed.truncated)
     return Extraction(text="", mime_type=mime, status="pending",
                       extractor=f"none/{EXTRACTOR_VERSIONS['none']}")

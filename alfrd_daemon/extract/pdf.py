@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 
 from alfrd_daemon.extract.api import ExtractLimits, Parsed, PermanentExtractionError
 from alfrd_daemon.extract.pdf_protocol import EXIT_NO_MEMORY, EXIT_OK
+from alfrd_daemon.extract.pool import ExtractorPool
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding alfrd_daemon/
 _WORKER_STDERR_TAIL = 4096
@@ -151,12 +152,15 @@ def _raise_for_crash(code: int, err: bytes, limits: ExtractLimits) -> NoReturn:
     raise RuntimeError(f"PDF worker failed (exit {code}): {tail[0][:300]}")
 
 
-def parse_pdf(path: Path, head: bytes, limits: ExtractLimits) -> Parsed:
+def parse_pdf(path: Path, head: bytes, limits: ExtractLimits,
+              pool: ExtractorPool | None = None) -> Parsed:
     """The PDF's text layer, title and page count; raises PermanentExtractionError when the
-    content is unusable, RuntimeError when the worker failed for a reason of its own."""
+    content is unusable, RuntimeError when the worker failed for a reason of its own. With a
+    pool, a long-lived extractor reads it (the daemon); without, a child started for it alone
+    (one-off commands, where a pool would cost more than it saves)."""
     if b"%PDF-" not in head[:1024]:
         raise PermanentExtractionError("not a PDF: no %PDF- header")  # spare a process spawn
-    reply = _run_pdf_worker(path, limits)
+    reply = pool.run("pdf", path, limits) if pool is not None else _run_pdf_worker(path, limits)
     metadata: dict[str, Any] = {"pages": reply["pages"]}
     if reply.get("page_errors"):
         metadata["page_errors"] = reply["page_errors"]

@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from alfrd_daemon.extract.core import PermanentExtractionError
+from alfrd_daemon.extract.api import PermanentExtractionError
 
 PROTOCOL = 1  # worker.PROTOCOL; not imported, that would load pypdf into the daemon
 FRAME_HEADER = struct.Struct(">I")

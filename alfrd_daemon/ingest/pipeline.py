@@ -19,6 +19,7 @@ from pathlib import Path
 
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db.pool import Database, DatabaseUnavailable
+from alfrd_daemon.extract.pool import ExtractorPool
 from alfrd_daemon.ingest import folderdoc, rows
 from alfrd_daemon.ingest.claim import ClaimArea, ClaimBusy, Release
 from alfrd_daemon.ingest.committer import Committer, Pending
@@ -50,6 +51,7 @@ class Ingestor:
         counters: Counters | None = None,
         committer: Committer | None = None,
         on_complete: Callable[[WorkItem, Outcome], None] | None = None,
+        extractors: ExtractorPool | None = None,
     ):
         self.settings = settings
         self.db = db
@@ -58,7 +60,7 @@ class Ingestor:
         self.counters = counters or Counters()
         self.committer = committer
         self.on_complete = on_complete
-        self.reader = Reader(settings, store)
+        self.reader = Reader(settings, store, extractors)
         self.builder = RowBuilder(settings, store, claims.instance)
         self.failures = FailureRecorder(db=db, claims=claims, failed=failed,
                                         builder=self.builder)

@@ -17,6 +17,7 @@ from pathlib import Path
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.extract.api import Extraction, ExtractLimits, PermanentExtractionError
 from alfrd_daemon.extract.dispatch import extract
+from alfrd_daemon.extract.pool import ExtractorPool, ExtractorUnavailable
 from alfrd_daemon.ingest.claim import FileIdentity
 from alfrd_daemon.ingest.errors import TRANSIENT_OS_ERRORS, Permanent, StillWriting, Transient
 from alfrd_daemon.ingest.store import Incoming, SourceReadError, SourceTooLarge, Store
@@ -45,9 +46,10 @@ def kind_of(mode: int) -> str:
 
 
 class Reader:
-    def __init__(self, settings: Settings, store: Store):
+    def __init__(self, settings: Settings, store: Store, pool: ExtractorPool | None = None):
         self.settings = settings
         self.store = store
+        self.pool = pool
 
     @property
     def limits(self) -> ExtractLimits:
@@ -109,9 +111,11 @@ class Reader:
 
     def extract(self, path: Path, name: str) -> Extraction:
         try:
-            return extract(path, self.limits, name=name)
+            return extract(path, self.limits, name=name, pool=self.pool)
         except PermanentExtractionError as exc:
             raise Permanent(exc.reason) from exc
+        except ExtractorUnavailable as exc:  # stopping, or no extractor would start: not the file
+            raise Transient(f"extraction: {exc}") from exc
         except MemoryError as exc:
             raise Permanent("extraction ran out of memory") from exc
         except OSError as exc:

@@ -28,6 +28,7 @@ from alfrd_daemon.config.parse import ConfigError, check_paths, load_settings
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db import pool as dbmod
 from alfrd_daemon.db.target import DatabaseTarget, stop_embedded_if_unused
+from alfrd_daemon.extract.pool import ExtractorPool, ExtractorUnavailable
 from alfrd_daemon.ingest.claim import ClaimArea
 from alfrd_daemon.ingest.committer import Committer
 from alfrd_daemon.ingest.counters import Counters
@@ -112,6 +113,7 @@ class Daemon:
         self.store: Store | None = None
         self.committer: Committer | None = None
         self.ingestor: Ingestor | None = None
+        self.extractors: ExtractorPool | None = None
         self.executor: ThreadPoolExecutor | None = None
         self.slots = Slots(settings.workers.queue_size + settings.workers.count)
         self.busy: dict[int, float] = {}  # worker thread → when it took its current file
@@ -153,9 +155,17 @@ class Daemon:
         self.committer = Committer(db, s.store_path, fsync=s.store.fsync,
                                    max_batch=s.workers.commit_batch)
         self.committer.start()
+        extractors = self.extractors = ExtractorPool(
+            size=s.extract.workers or None, recycle_after=s.extract.recycle_after,
+            memory_limit_mb=s.extract.memory_limit_mb)
+        try:
+            extractors.start()  # the libraries load now, not with the first PDF
+        except ExtractorUnavailable as exc:
+            raise StartupError(f"cannot start the extractor processes: {exc}") from exc
         self.ingestor = Ingestor(settings=s, db=db, store=store, claims=claims,
                                  failed=failed, counters=self.counters,
-                                 committer=self.committer, on_complete=self._complete)
+                                 committer=self.committer, on_complete=self._complete,
+                                 extractors=extractors)
         self.executor = ThreadPoolExecutor(max_workers=s.workers.count,
                                            thread_name_prefix="alfrd-worker")
         tracker = self.tracker = Tracker(self._tracker_settings(s), self._submit,
@@ -491,6 +501,8 @@ class Daemon:
 
     def _shutdown_partial(self, close_by: float | None = None) -> None:
         close_by = time.monotonic() + STOP_GRACE_SECONDS if close_by is None else close_by
+        if self.extractors is not None:  # after the workers: none waits on an extractor now
+            self.extractors.close()
         if self.claims is not None:
             self.claims.close()
         if self.db is not None:

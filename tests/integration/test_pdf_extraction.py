@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from pypdf import PdfWriter
 
-from alfrd_daemon.extract.core import Extraction, ExtractLimits, PermanentExtractionError, extract
+from alfrd_daemon.extract.api import Extraction, ExtractLimits, PermanentExtractionError
+from alfrd_daemon.extract.dispatch import extract
 
 LIMITS = ExtractLimits()
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
