@@ -26,7 +26,7 @@ from pathlib import Path
 from watchdog.observers.inotify_c import CallbackId, InotifyEvent, InotifyFD, Mask
 from watchdog.observers.inotify_c import InotifyConstants as IN
 
-from alfrd_daemon.ingest.watch import Kind, Signal
+from alfrd_daemon.ingest.signals import Kind, Signal
 
 log = logging.getLogger("alfrd.watch")
 
@@ -76,8 +76,8 @@ class InotifySource:
             self._fd.join(timeout)
 
     def is_alive(self) -> bool:
-        """Events flow: the reading thread runs and the inbox folder is still watched."""
-        return self._fd is not None and self._fd.is_alive() and not self.root_lost
+        """The reading thread runs (whether the inbox folder is still watched: root_lost)."""
+        return self._fd is not None and self._fd.is_alive()
 
     @property
     def watched_folders(self) -> int:

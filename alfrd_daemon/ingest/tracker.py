@@ -25,7 +25,8 @@ from typing import cast
 from alfrd_daemon.ingest import folderdoc
 from alfrd_daemon.ingest.paths import is_ignored
 from alfrd_daemon.ingest.readiness import Observed, ReadinessParams, Sighting, Verdict, decide
-from alfrd_daemon.ingest.watch import Kind, Signal, scan
+from alfrd_daemon.ingest.signals import Kind, Signal
+from alfrd_daemon.ingest.watch import scan
 from alfrd_daemon.ingest.work import WorkItem
 from alfrd_daemon.logs import event
 

@@ -1,7 +1,8 @@
-"""Where candidates come from: watchdog events (inotify or polling) and directory scans.
+"""Where candidates come from: inotify (our raw source) or watchdog's polling observer, and
+directory scans.
 
-Both sources speak one small vocabulary (Signal) to the readiness tracker, so the same tests
-hold for either. The handler only translates; deciding what is ready happens elsewhere.
+Every source speaks one small vocabulary (`signals.Signal`) to the readiness tracker, so the
+same tests hold for each. Sources only translate; deciding what is ready happens elsewhere.
 """
 
 from __future__ import annotations
@@ -10,36 +11,23 @@ import logging
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Protocol
 
 from watchdog import events as wd
 from watchdog.observers.api import BaseObserver
 
 from alfrd_daemon.ingest import folderdoc
+from alfrd_daemon.ingest.inotify_source import InotifySource
 from alfrd_daemon.ingest.paths import is_ignored, is_ignored_dir
+from alfrd_daemon.ingest.signals import Kind, Signal
 
 log = logging.getLogger("alfrd.watch")
 
 CLAIM_DIR = ".alfrd"
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse", "fuse.sshfs",
                        "ceph", "glusterfs", "virtiofs")
-
-
-class Kind(Enum):
-    CREATED = "created"
-    MODIFIED = "modified"
-    CLOSED = "closed"  # closed after writing (inotify only)
-    MOVED_IN = "moved_in"  # renamed into place whole
-    DELETED = "deleted"
-    DIR_APPEARED = "dir_appeared"
-
-
-@dataclass(frozen=True)
-class Signal:
-    kind: Kind
-    relpath: str
 
 
 # Only what readiness needs. Leaving out opens, reads (close-no-write) and deletions means our
@@ -119,30 +107,36 @@ def choose_mode(configured: str, inbox: Path) -> str:
     return "inotify"
 
 
-def start_observer(
-    mode: str, inbox: Path, handler: wd.FileSystemEventHandler, *, recursive: bool,
-    poll_interval: float,
-) -> tuple[BaseObserver, str]:
-    """Start watching; an inotify failure (watch or instance limit) falls back to polling and
-    says so, rather than silently missing files."""
-    if mode == "inotify":
-        from watchdog.observers.inotify import InotifyObserver
+class Watcher(Protocol):
+    """What the daemon needs of a watch source: our inotify reader or watchdog's observer."""
 
-        observer: BaseObserver = InotifyObserver()
+    def stop(self) -> None: ...
+    def join(self, timeout: float | None = None) -> None: ...
+    def is_alive(self) -> bool: ...
+
+
+def start_watcher(
+    mode: str, inbox: Path, emit: Callable[[Signal], None], *, recursive: bool,
+    poll_interval: float, skip_dir: Callable[[str], bool], on_overflow: Callable[[], None],
+) -> tuple[Watcher, str]:
+    """Start watching; an inotify failure (watch or instance limit) falls back to polling and
+    says so, rather than silently missing files. `skip_dir(relpath)` names folders inotify
+    need not watch (ignored ones and the claim area)."""
+    if mode == "inotify":
+        source = InotifySource(inbox, emit, recursive=recursive,
+                               skip_dir=lambda rel: rel == CLAIM_DIR or skip_dir(rel),
+                               on_overflow=on_overflow)
         try:
-            observer.schedule(handler, os.fsdecode(inbox), recursive=recursive,
-                              event_filter=WANTED_EVENTS)
-            observer.start()
-            return observer, "inotify"
+            source.start()
+            return source, "inotify"
         except OSError as exc:
             log.warning("inotify unavailable (%s: the kernel's watch or instance limit, "
                         "fs.inotify.max_user_watches, may be exhausted); watching by polling",
                         exc)
-            observer.stop()
     from watchdog.observers.polling import PollingObserver
 
     observer = PollingObserver(timeout=poll_interval)
-    observer.schedule(handler, os.fsdecode(inbox), recursive=recursive,
+    observer.schedule(EventTranslator(inbox, emit), os.fsdecode(inbox), recursive=recursive,
                       event_filter=WANTED_EVENTS)
     observer.start()
     return observer, "polling"
@@ -173,12 +167,15 @@ def judge_inbox(armed: tuple[int, int] | None, current: tuple[int, int] | None) 
     return InboxState.WATCHED
 
 
-def watching(observer: BaseObserver | None) -> bool:
-    """The observer thread stays alive when the directory it watches is deleted, but its
-    emitter (the thread reading inotify, or polling) stops: only both alive means events flow."""
-    if observer is None or not observer.is_alive():
+def watching(watcher: Watcher | None) -> bool:
+    """Events flow. watchdog's observer thread stays alive when the directory it watches is
+    deleted, but its emitter (polling) stops; our inotify reader says when the inbox folder
+    itself went away."""
+    if watcher is None or not watcher.is_alive():
         return False
-    emitters = observer.emitters
+    if isinstance(watcher, InotifySource):
+        return not watcher.root_lost
+    emitters = watcher.emitters if isinstance(watcher, BaseObserver) else ()
     return bool(emitters) and all(e.is_alive() for e in emitters)
 
 

@@ -10,18 +10,17 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from watchdog.observers.api import BaseObserver
-
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.ingest.claim import ClaimArea
+from alfrd_daemon.ingest.paths import is_ignored_dir
 from alfrd_daemon.ingest.tracker import Tracker
 from alfrd_daemon.ingest.watch import (
-    EventTranslator,
     InboxState,
+    Watcher,
     choose_mode,
     directory_identity,
     judge_inbox,
-    start_observer,
+    start_watcher,
     watching,
 )
 from alfrd_daemon.logs import event
@@ -43,18 +42,22 @@ class InboxWatch:
         self.claims = claims
         self.errors = errors
         self.mode_changed = mode_changed  # the readiness rules depend on the mode
-        self.observer: BaseObserver | None = None
+        self.observer: Watcher | None = None
         self.mode = "?"
         self.problem: str | None = None
         self._identity: tuple[int, int] | None = None  # of the inbox we armed the watch on
 
     def arm(self) -> None:
         s = self.settings()
-        handler = EventTranslator(s.inbox.path, self.tracker.signal)
         self._identity = directory_identity(s.inbox.path)
-        self.observer, self.mode = start_observer(
-            choose_mode(s.watch.mode, s.inbox.path), s.inbox.path, handler,
-            recursive=s.inbox.recursive, poll_interval=s.watch.poll_interval)
+        self.observer, self.mode = start_watcher(
+            choose_mode(s.watch.mode, s.inbox.path), s.inbox.path, self.tracker.signal,
+            recursive=s.inbox.recursive, poll_interval=s.watch.poll_interval,
+            skip_dir=self._skipped, on_overflow=lambda: self.tracker.request_scan(""))
+
+    def _skipped(self, relpath: str) -> bool:
+        """Folders the watch need not enter: the ones the settings ignore now."""
+        return is_ignored_dir(relpath, self.settings().inbox.ignore_dirs)
 
     def alive(self) -> bool | None:
         """Whether the observer thread runs; None while there is no observer."""

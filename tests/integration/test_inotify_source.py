@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from alfrd_daemon.ingest.inotify_source import InotifySource
-from alfrd_daemon.ingest.watch import Kind, Signal
+from alfrd_daemon.ingest.signals import Kind, Signal
+from alfrd_daemon.ingest.watch import watching
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -162,8 +163,9 @@ def test_a_deleted_inbox_is_noticed(inbox: Path, got: Collected) -> None:
     try:
         shutil.rmtree(inbox)
         deadline = time.monotonic() + 5
-        while source.is_alive() and time.monotonic() < deadline:
+        while watching(source) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert not source.is_alive(), "the source still claims to watch a deleted inbox"
+        assert not watching(source), "the source still claims to watch a deleted inbox"
+        assert source.is_alive(), "its thread goes on: a re-arm replaces it"
     finally:
         source.stop()

@@ -11,18 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
-from watchdog import events as wd
 
 from alfrd_daemon.ingest.claim import ClaimArea
 from alfrd_daemon.ingest.readiness import ReadinessParams
+from alfrd_daemon.ingest.signals import Kind, Signal
 from alfrd_daemon.ingest.tracker import NewFolder, Tracker, TrackerSettings, folder_quiet_due
 from alfrd_daemon.ingest.watch import (
     InboxState,
-    Kind,
-    Signal,
     directory_identity,
     judge_inbox,
-    start_observer,
+    start_watcher,
     watching,
 )
 from tests.helpers import wait_for
@@ -81,13 +79,14 @@ def test_watching_turns_false_when_the_watched_directory_is_deleted(
         tmp_path: Path, mode: str) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    observer, _mode = start_observer(mode, inbox, wd.FileSystemEventHandler(), recursive=True,
-                                     poll_interval=0.1)
+    observer, _mode = start_watcher(mode, inbox, lambda _signal: None, recursive=True,
+                                    poll_interval=0.1, skip_dir=lambda _rel: False,
+                                    on_overflow=lambda: None)
     try:
         assert watching(observer)
         shutil.rmtree(inbox)
-        wait_for(lambda: not watching(observer), 5, "the emitter to stop")
-        assert observer.is_alive(), "watchdog keeps the observer thread: only emitters tell"
+        wait_for(lambda: not watching(observer), 5, "the watch to end")
+        assert observer.is_alive(), "the thread goes on: only watching() tells"
     finally:
         observer.stop()
         observer.join(5)
