@@ -27,7 +27,7 @@ from psycopg import IsolationLevel, sql
 from psycopg.rows import dict_row
 
 from alfrd_daemon.db import pgtools
-from alfrd_daemon.db.pool import load_named_queries
+from alfrd_daemon.db.queries import load_named_queries
 from alfrd_daemon.jobs.context import JobContext, JobFailed
 from alfrd_daemon.jobs.retention import plan_retention
 

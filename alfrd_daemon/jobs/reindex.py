@@ -20,7 +20,7 @@ from uuid import UUID
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from alfrd_daemon.db.pool import load_named_queries
+from alfrd_daemon.db.queries import load_named_queries
 from alfrd_daemon.jobs.context import JobContext, JobFailed
 
 Q = load_named_queries("jobs.sql")

@@ -34,8 +34,9 @@ from psycopg.types.json import Jsonb
 from alfrd_daemon.config.jobs import JOB_ATTRS
 from alfrd_daemon.config.schedule import make_trigger, missed_slot, next_fire, previous_fire
 from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.db.locks import advisory_key
 from alfrd_daemon.db.pgtools import NoSuitableTool
-from alfrd_daemon.db.pool import load_named_queries
+from alfrd_daemon.db.queries import load_named_queries
 from alfrd_daemon.jobs.backup import run_backup
 from alfrd_daemon.jobs.context import Cancelled, JobContext, JobFailed, Reporter
 from alfrd_daemon.jobs.prune import run_prune
@@ -245,7 +246,7 @@ class JobRunner:
 
     def _acquire(self, conn: psycopg.Connection, name: str, wait: float) -> bool:
         deadline = time.monotonic() + wait
-        key = dbmod.advisory_key(name)
+        key = advisory_key(name)
         while True:
             row = conn.execute(Q["job_try_lock"], {"key": key}).fetchone()
             if row and row["locked"]:

@@ -27,6 +27,7 @@ from psycopg.types.json import Jsonb
 from alfrd_daemon.config.parse import ConfigError, check_paths, load_settings
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.db.queries import QUERIES
 from alfrd_daemon.db.target import DatabaseTarget, stop_embedded_if_unused
 from alfrd_daemon.ingest.claim import ClaimArea
 from alfrd_daemon.ingest.committer import Committer
@@ -470,7 +471,7 @@ class Daemon:
         def write() -> None:
             with contextlib.suppress(dbmod.DatabaseUnavailable), db.transaction(
                     timeout=2) as cur:
-                cur.execute(dbmod.QUERIES["stop_instance"],
+                cur.execute(QUERIES["stop_instance"],
                             {"instance": self.instance, "state": state})
 
         _run_bounded(write, timeout, "alfrd-stop-record")
