@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import psycopg
+from psycopg.rows import DictRow, dict_row
 
-from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.db.pool import connect
 from alfrd_daemon.logs import mask_dsn
 
 log = logging.getLogger("alfrd.jobs")
@@ -54,7 +55,7 @@ class JobContext:
     reporter: Reporter | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     details: dict[str, Any] = field(default_factory=dict)
-    _connections: set[psycopg.Connection] = field(default_factory=set, repr=False)
+    _connections: set[psycopg.Connection[DictRow]] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- progress and cancellation -------------------------------------------------------------
@@ -77,12 +78,14 @@ class JobContext:
 
     # --- resources -----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def connection(self, conninfo: str | None = None,
-                   **kwargs: Any) -> Iterator[psycopg.Connection]:
-        """A dedicated connection (never the pool: long statements and session state)."""
+    def connection(self, conninfo: str | None = None, *,
+                   autocommit: bool = False) -> Iterator[psycopg.Connection[DictRow]]:
+        """A dedicated connection (never the pool: long statements and session state), whose
+        rows are dicts."""
         self.check()
-        conn = dbmod.connect(self.conninfo if conninfo is None else conninfo,
-                             connect_timeout=self.connect_timeout, **kwargs)
+        conn = connect(self.conninfo if conninfo is None else conninfo,
+                       connect_timeout=self.connect_timeout, autocommit=autocommit,
+                       row_factory=dict_row)
         with self._lock:
             self._connections.add(conn)
         try:

@@ -39,7 +39,7 @@ def _folder_lock(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def take_back_failed(settings: Any, conn: psycopg.Connection,
+def take_back_failed(settings: Any, conn: psycopg.Connection[Any],
                      names: list[str] | None) -> RetryOutcome:
     """Move the named failed files (None: all of them) back into the inbox."""
     outcome = RetryOutcome()
