@@ -15,13 +15,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
 
+from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db.pool import connect
 from alfrd_daemon.logs import mask_dsn
+
+if TYPE_CHECKING:
+    from alfrd_daemon.ingest.tracker import Tracker
 
 log = logging.getLogger("alfrd.jobs")
 
@@ -47,11 +51,11 @@ class ToolResult:
 @dataclass
 class JobContext:
     name: str
-    settings: Any  # config.Settings (Any: config imports the job settings, not the reverse)
+    settings: Settings
     conninfo: str
     instance: str
     connect_timeout: float = 10.0
-    tracker: Any = None  # the daemon's Tracker, for jobs that act on this daemon's inbox
+    tracker: Tracker | None = None  # the daemon's, for jobs that act on its inbox
     reporter: Reporter | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     details: dict[str, Any] = field(default_factory=dict)

@@ -40,7 +40,7 @@ from alfrd_daemon.ingest.tracker import Tracker, TrackerSettings
 from alfrd_daemon.ingest.watch import inotify_watch_limit
 from alfrd_daemon.ingest.work import Outcome, WorkItem
 from alfrd_daemon.ingest.writers import ignore_lease_breaks
-from alfrd_daemon.jobs.runner import JobScheduler, tracker_rescan_interval
+from alfrd_daemon.jobs.scheduler import JobScheduler, tracker_rescan_interval
 from alfrd_daemon.logs import event, mask_dsn, setup_logging
 from alfrd_daemon.sdnotify import Notifier
 from alfrd_daemon.service.health import Vitals, health_problem

@@ -29,7 +29,7 @@ from alfrd_daemon.config.schedule import previous_fire
 from alfrd_daemon.db import pgtools
 from alfrd_daemon.db.locks import advisory_key
 from alfrd_daemon.ingest.failed import FailedFolder
-from alfrd_daemon.jobs.runner import JobScheduler
+from alfrd_daemon.jobs.scheduler import JobScheduler
 from tests.helpers import (
     REPO,
     DaemonProcess,
