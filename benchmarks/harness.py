@@ -28,7 +28,7 @@ import yaml
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.db.migrations import migrate
 from tests.helpers import DaemonProcess, NotifyListener
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -100,7 +100,7 @@ class Server:
             c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         url = with_dbname(self.admin, name)
         with psycopg.connect(url) as conn:
-            dbmod.migrate(conn)
+            migrate(conn)
         try:
             yield url
         finally:

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 import yaml
 
-from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.db.queries import QUERIES
 from alfrd_daemon.db.search import search as alfrd_search
 from benchmarks.corpus import TextMaker, copy_corpus, generate_documents, make_corpus, vocabulary
 from benchmarks.harness import (
@@ -268,7 +268,7 @@ def search_queries() -> dict[str, list[str]]:
 def search(b: Bench, repeats: int = 3) -> dict[str, Any]:
     """--search-docs generated documents: query p50/p95 per band, plans, the CLI once."""
     url, gen_seconds = b.generated_documents()
-    q = dbmod.QUERIES["search_documents"]
+    q = QUERIES["search_documents"]
     out: dict[str, Any] = {"documents": b.args.search_docs, "generate_seconds": gen_seconds}
     groups = search_queries()
     with psycopg.connect(url) as c:

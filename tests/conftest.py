@@ -19,8 +19,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from alfrd_daemon.db import pool as dbmod
 from alfrd_daemon.db.cluster import Cluster
+from alfrd_daemon.db.migrations import migrate
 
 RUN_PREFIX = f"alfrd_t{os.getpid()}_{secrets.token_hex(2)}"
 
@@ -70,7 +70,7 @@ def template_db(pg_admin: str) -> Iterator[str]:
     name = f"{RUN_PREFIX}_tpl"
     url = create_database(pg_admin, name)
     with psycopg.connect(url) as conn:
-        dbmod.migrate(conn)
+        migrate(conn)
     try:
         yield name
     finally:
@@ -112,7 +112,7 @@ def private_cluster() -> Iterator[Cluster]:
     cluster.start()
     cluster.ensure_database("alfrd")
     with psycopg.connect(cluster.conninfo("alfrd")) as conn:
-        dbmod.migrate(conn)
+        migrate(conn)
     try:
         yield cluster
     finally:

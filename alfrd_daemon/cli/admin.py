@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from alfrd_daemon.cli.common import EXIT_OK, Subcommands, database, settings_from
-from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.db.migrations import pending_migrations
 
 
 def register(sub: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -16,5 +16,5 @@ def register(sub: Subcommands, common: argparse.ArgumentParser) -> None:
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     with database(settings) as conn:  # opening the connection applies the migrations
-        print("schema is up to date" if not dbmod.pending_migrations(conn) else "pending")
+        print("schema is up to date" if not pending_migrations(conn) else "pending")
     return EXIT_OK

@@ -22,6 +22,7 @@ from psycopg.rows import DictRow, dict_row
 from alfrd_daemon.config.parse import load_settings
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.db.migrations import migrate
 from alfrd_daemon.db.target import resolve_database, stop_embedded_if_unused
 from alfrd_daemon.ingest.store import Store
 from alfrd_daemon.logs import mask_dsn
@@ -207,7 +208,7 @@ def database(settings: Settings) -> Iterator[psycopg.Connection[DictRow]]:
     try:
         with dbmod.connect(target.conninfo, connect_timeout=settings.database.connect_timeout,
                            row_factory=dict_row) as conn:
-            dbmod.migrate(conn)
+            migrate(conn)
             yield conn
     finally:
         if started_here:

@@ -22,7 +22,7 @@ from alfrd_daemon.cli.common import (
     whole_number,
 )
 from alfrd_daemon.config.settings import Settings
-from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.db.queries import QUERIES
 from alfrd_daemon.db.search import DEFAULT_RANK_WINDOW, search
 from alfrd_daemon.ingest.reconcile import stored_file_exists
 
@@ -79,7 +79,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     with database(settings) as conn:
-        rows = conn.execute(dbmod.QUERIES["list_documents"], {
+        rows = conn.execute(QUERIES["list_documents"], {
             "status": args.status, "tag": args.tag, "limit": args.limit}).fetchall()
     if args.json:
         print_json([{**r, "id": str(r["id"])} for r in rows])
@@ -95,7 +95,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     with database(settings) as conn:
-        rows = conn.execute(dbmod.QUERIES["show_document"], {
+        rows = conn.execute(QUERIES["show_document"], {
             "id": args.id, "prefix": args.id + "%", "text_limit": args.text_limit,
         }).fetchall()
         if len(rows) != 1:
@@ -103,7 +103,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"alfrd show: {reason} matches {args.id!r}", file=sys.stderr)
             return EXIT_PROBLEM
         row = rows[0]
-        arrivals = conn.execute(dbmod.QUERIES["document_arrivals"], {"id": row["id"]}).fetchall()
+        arrivals = conn.execute(QUERIES["document_arrivals"], {"id": row["id"]}).fetchall()
     store = _holding_store(settings, row)
     doc = {**{k: v for k, v in row.items() if k not in _STORE_COLUMNS}, "id": str(row["id"]),
            "store": store, "arrivals": arrivals}

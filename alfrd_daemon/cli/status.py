@@ -20,6 +20,7 @@ from alfrd_daemon.cli.common import (
 )
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.db.queries import QUERIES
 from alfrd_daemon.ingest.failed import FailedFolder
 from alfrd_daemon.logs import mask_dsn
 
@@ -42,11 +43,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             report["database"] = {"state": "ok",
                                   "server": conn.info.parameter_status("server_version")}
             report["documents"] = {r["status"]: r["n"] for r in
-                                   conn.execute(dbmod.QUERIES["count_by_status"])}
+                                   conn.execute(QUERIES["count_by_status"])}
             report["arrivals"] = {r["outcome"]: r["n"] for r in
-                                  conn.execute(dbmod.QUERIES["count_arrivals_by_outcome"])}
+                                  conn.execute(QUERIES["count_arrivals_by_outcome"])}
             report["daemons"] = [_instance_view(r) for r in
-                                 conn.execute(dbmod.QUERIES["list_instances"])]
+                                 conn.execute(QUERIES["list_instances"])]
             report["stores"] = _stores_view(settings, conn)
             report["jobs"] = _job_status(conn, settings)
     except (dbmod.DatabaseUnavailable, psycopg.OperationalError) as exc:
@@ -73,7 +74,7 @@ def _stores_view(settings: Settings, conn: psycopg.Connection[DictRow]) -> list[
              "path": r["path"], "documents": r["documents"], "first_seen": r["first_seen"],
              "last_seen": r["last_seen"], "this_host": r["id"] is not None
              and str(r["id"]) == local_id}
-            for r in conn.execute(dbmod.QUERIES["list_stores"])
+            for r in conn.execute(QUERIES["list_stores"])
             if r["id"] is not None or r["documents"]]
 
 

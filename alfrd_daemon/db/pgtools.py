@@ -106,7 +106,7 @@ def libpq_args(conninfo: str) -> tuple[str, dict[str, str]]:
     password = params.pop("password", None)
     if password is not None:
         env["PGPASSWORD"] = str(password)
-    return make_conninfo(**params), env
+    return make_conninfo("", **params), env
 
 
 def fsync_path(path: Path) -> None:

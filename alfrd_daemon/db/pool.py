@@ -1,26 +1,33 @@
-"""PostgreSQL access: the shared connection pool, migrations and named queries.
+"""PostgreSQL connections: the shared pool every worker uses, and single connections outside it.
 
 psycopg errors become our own exceptions at this boundary, so callers can tell "the database is
 away, try this file again later" (DatabaseUnavailable) from "this statement is wrong" (the
 original psycopg error, which is a bug or bad data).
+
+psycopg-pool behaviour this module relies on or works around (measured with psycopg-pool
+3.3.3; the dependency bounds follow it):
+- a lost connection is retried with a delay that doubles without a cap, so after a long outage
+  the pool may sleep long after the server is back: `Database.healthy` connects on its own and,
+  if the server answers, swaps in a fresh pool (`renew`); `wait_until_accepting` makes its own
+  short, regular attempts at start-up for the same reason;
+- `reconnect_failed` is called when a connection could not be re-established within
+  `reconnect_timeout`; the pool keeps going, so the callback only logs;
+- `max_waiting=0` and `check=ConnectionPool.check_connection` (checked on every checkout);
+- a worker still waiting on a closed pool gets PoolClosed, which we treat as transient.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterator
-from importlib import resources
-from pathlib import Path
+from typing import Any, overload
 
 import psycopg
 import psycopg_pool
-from psycopg.rows import dict_row, tuple_row
+from psycopg.rows import DictRow, Row, RowFactory, TupleRow, dict_row
 
 from alfrd_daemon.logs import mask_dsn
 
@@ -33,49 +40,17 @@ class DatabaseUnavailable(Exception):
     """The server cannot be reached or is shutting down: retry later, never fail the file."""
 
 
-def advisory_key(name: str) -> int:
-    """A stable signed 64-bit advisory-lock key for a name (same across processes and hosts)."""
-    digest = hashlib.sha256(f"alfrd:{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-MIGRATION_LOCK = advisory_key("migrations")
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     psycopg.OperationalError,
     psycopg.InterfaceError,
     psycopg_pool.PoolTimeout,
     psycopg_pool.TooManyRequests,
     psycopg_pool.PoolClosed,
 )
+_UNREACHABLE: tuple[type[Exception], ...] = (DatabaseUnavailable, *TRANSIENT_ERRORS)
 
 
-@functools.cache
-def load_named_queries(filename: str) -> dict[str, str]:
-    """Blocks starting `-- name: x` in sql/<filename> → {x: statement}. Every module's SQL
-    lives in such a file; Python asks for a query by name and passes parameters."""
-    text = resources.files("alfrd_daemon.db").joinpath("sql", filename).read_text("utf-8")
-    queries: dict[str, str] = {}
-    for block in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
-        name, _, body = block.partition("\n")
-        queries[name.strip()] = body.strip().rstrip(";")
-    return queries
-
-
-QUERIES = load_named_queries("queries.sql")
-
-
-def migrations() -> list[tuple[int, str, str]]:
-    """(version, name, sql) for every file in sql/migrations, in order."""
-    folder = resources.files("alfrd_daemon.db").joinpath("sql/migrations")
-    found = []
-    for entry in folder.iterdir():
-        m = re.match(r"^(\d+)_(\w+)\.sql$", entry.name)
-        if m:
-            found.append((int(m.group(1)), m.group(2), entry.read_text("utf-8")))
-    return sorted(found)
-
-
-def connection_kwargs(connect_timeout: float) -> dict[str, object]:
+def connection_kwargs(connect_timeout: float) -> dict[str, Any]:
     """Keepalives notice a peer that vanished without closing (a host reboot, a cut cable)."""
     return {
         "connect_timeout": max(1, int(connect_timeout)),
@@ -87,12 +62,21 @@ def connection_kwargs(connect_timeout: float) -> dict[str, object]:
     }
 
 
-def connect(
-    conninfo: str, *, connect_timeout: float = 10.0, **kwargs: object
-) -> psycopg.Connection:
+@overload
+def connect(conninfo: str, *, connect_timeout: float = ...,
+            autocommit: bool = ...) -> psycopg.Connection[TupleRow]: ...
+@overload
+def connect(conninfo: str, *, connect_timeout: float = ..., autocommit: bool = ...,
+            row_factory: RowFactory[Row]) -> psycopg.Connection[Row]: ...
+def connect(conninfo: str, *, connect_timeout: float = 10.0, autocommit: bool = False,
+            row_factory: RowFactory[Any] | None = None) -> psycopg.Connection[Any]:
     """A single connection outside the pool (CLI, advisory-lock holders)."""
     try:
-        return psycopg.connect(conninfo, **connection_kwargs(connect_timeout), **kwargs)
+        if row_factory is None:
+            return psycopg.connect(conninfo, autocommit=autocommit,
+                                   **connection_kwargs(connect_timeout))
+        return psycopg.connect(conninfo, autocommit=autocommit, row_factory=row_factory,
+                               **connection_kwargs(connect_timeout))
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"cannot connect to {mask_dsn(conninfo)}: {exc}") from exc
 
@@ -163,19 +147,21 @@ class Database:
     ):
         self.conninfo = conninfo
         self.connect_timeout = connect_timeout
-        self.reconnect_failures = 0
-        self.renewals = 0
-        self._pool_args: dict[str, object] = {
-            "min_size": min_size, "max_size": max_size,
-            "kwargs": connection_kwargs(connect_timeout),
-            "check": psycopg_pool.ConnectionPool.check_connection, "max_waiting": 0,
-            "timeout": connect_timeout, "reconnect_timeout": reconnect_timeout,
-            "reconnect_failed": self._reconnect_failed, "name": name,
-        }
-        self.pool = psycopg_pool.ConnectionPool(conninfo, open=False, **self._pool_args)
+        self._min_size = min_size
+        self._max_size = max_size
+        self._reconnect_timeout = reconnect_timeout
+        self._name = name
+        self.pool = self._new_pool()
 
-    def _reconnect_failed(self, pool: psycopg_pool.ConnectionPool) -> None:
-        self.reconnect_failures += 1
+    def _new_pool(self) -> psycopg_pool.ConnectionPool[psycopg.Connection[TupleRow]]:
+        return psycopg_pool.ConnectionPool(
+            self.conninfo, open=False, min_size=self._min_size, max_size=self._max_size,
+            kwargs=connection_kwargs(self.connect_timeout),
+            check=psycopg_pool.ConnectionPool.check_connection, max_waiting=0,
+            timeout=self.connect_timeout, reconnect_timeout=self._reconnect_timeout,
+            reconnect_failed=self._reconnect_failed, name=self._name)
+
+    def _reconnect_failed(self, pool: psycopg_pool.ConnectionPool[Any]) -> None:
         log.error("database reconnection gave up after the reconnect timeout; retrying")
 
     def open(self, timeout: float = 30.0) -> None:
@@ -200,7 +186,7 @@ class Database:
             self.pool.check()
 
     @contextlib.contextmanager
-    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[TupleRow]]:
         try:
             with self.pool.connection(timeout=timeout) as conn:
                 yield conn
@@ -208,7 +194,7 @@ class Database:
             raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
 
     @contextlib.contextmanager
-    def transaction(self, timeout: float | None = None) -> Iterator[psycopg.Cursor]:
+    def transaction(self, timeout: float | None = None) -> Iterator[psycopg.Cursor[DictRow]]:
         with self.connection(timeout) as conn, conn.transaction(), conn.cursor(
             row_factory=dict_row
         ) as cur:
@@ -227,7 +213,7 @@ class Database:
         try:
             with connect(self.conninfo, connect_timeout=min(self.connect_timeout, 5)) as conn:
                 conn.execute("SELECT 1")
-        except (DatabaseUnavailable, *TRANSIENT_ERRORS):
+        except _UNREACHABLE:
             return False
         self.renew()
         try:
@@ -240,46 +226,9 @@ class Database:
     def renew(self) -> None:
         """Swap in a new pool; the old one is closed in the background (a worker still
         waiting on it gets PoolClosed, which is transient: its file is retried)."""
-        fresh = psycopg_pool.ConnectionPool(self.conninfo, open=False, **self._pool_args)
+        fresh = self._new_pool()
         fresh.open(wait=False)
         old, self.pool = self.pool, fresh
-        self.renewals += 1
         log.info("database reachable again: replaced the connection pool")
         threading.Thread(target=lambda: old.close(timeout=5), name="alfrd-pool-close",
                          daemon=True).start()
-
-
-def migrate(conn: psycopg.Connection) -> list[str]:
-    """Apply missing migrations in one transaction under an advisory lock, so daemons starting
-    together neither race nor half-apply. Returns the names applied."""
-    applied_now: list[str] = []
-    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        cur.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        done = {row[0] for row in cur.execute("SELECT version FROM schema_migrations")}
-        for version, name, sql in migrations():
-            if version in done:
-                continue
-            cur.execute(sql.encode())  # bytes: run the file as one multi-statement script
-            cur.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
-            )
-            applied_now.append(f"{version:03d}_{name}")
-    return applied_now
-
-
-def pending_migrations(conn: psycopg.Connection) -> list[str]:
-    cur = conn.cursor(row_factory=tuple_row)
-    exists = cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
-    done: set[int] = set()
-    if exists and exists[0]:
-        done = {row[0] for row in cur.execute("SELECT version FROM schema_migrations")}
-    return [f"{v:03d}_{n}" for v, n, _ in migrations() if v not in done]
-
-
-def sql_path() -> Path:
-    return Path(str(resources.files("alfrd_daemon.db").joinpath("sql")))

@@ -10,19 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow, dict_row
 
-from alfrd_daemon.db.pool import QUERIES
+from alfrd_daemon.db.queries import QUERIES
 
 DEFAULT_RANK_WINDOW = 500
 
 
 def search(
-    conn: psycopg.Connection, query: str, *, config: str, tag: str | None = None,
+    conn: psycopg.Connection[Any], query: str, *, config: str, tag: str | None = None,
     limit: int = 20, window: int = DEFAULT_RANK_WINDOW,
-) -> tuple[list[dict[str, Any]], bool]:
+) -> tuple[list[DictRow], bool]:
     """(rows, broad): broad is True when only the newest `window` matches were ranked."""
     params = {"query": query, "config": config, "tag": tag, "limit": limit}
-    cur = conn.cursor(row_factory=psycopg.rows.dict_row)
+    cur = conn.cursor(row_factory=dict_row)
     # prepare=False: a server-side prepared statement soon switches to a generic plan, and
     # the right plan depends on how common the words are (seen: 20 ms became 130 ms).
     count = cur.execute(QUERIES["search_match_count"], {**params, "cap": window + 1},

@@ -26,7 +26,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import DictRow, dict_row
 
-from alfrd_daemon.db.pool import QUERIES, Database, DatabaseUnavailable
+from alfrd_daemon.db.pool import Database, DatabaseUnavailable
+from alfrd_daemon.db.queries import QUERIES
 
 log = logging.getLogger("alfrd.committer")
 

@@ -12,7 +12,8 @@ import logging
 import os
 from pathlib import Path
 
-from alfrd_daemon.db.pool import QUERIES, Database, DatabaseUnavailable
+from alfrd_daemon.db.pool import Database, DatabaseUnavailable
+from alfrd_daemon.db.queries import QUERIES
 from alfrd_daemon.ingest import rows
 from alfrd_daemon.ingest.claim import ClaimArea
 from alfrd_daemon.ingest.errors import TRANSIENT_OS_ERRORS, Permanent, Transient

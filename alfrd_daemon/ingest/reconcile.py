@@ -42,7 +42,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import DictRow
 
-from alfrd_daemon.db.pool import load_named_queries
+from alfrd_daemon.db.queries import load_named_queries
 from alfrd_daemon.ingest.claim import ClaimArea, rename_noreplace, walk_claims
 from alfrd_daemon.ingest.failed import NOTE_SUFFIX, FailedFolder
 from alfrd_daemon.ingest.store import IDENTITY_NAME, Store

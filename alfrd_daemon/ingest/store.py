@@ -30,7 +30,7 @@ from pathlib import Path
 import psycopg
 from psycopg.rows import DictRow
 
-from alfrd_daemon.db.pool import QUERIES
+from alfrd_daemon.db.queries import QUERIES
 from alfrd_daemon.ingest.claim import rename_noreplace
 
 log = logging.getLogger("alfrd.store")

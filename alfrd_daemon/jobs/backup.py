@@ -23,11 +23,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg import IsolationLevel, sql
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 
 from alfrd_daemon.db import pgtools
-from alfrd_daemon.db.pool import load_named_queries
+from alfrd_daemon.db.queries import load_named_queries
 from alfrd_daemon.jobs.context import JobContext, JobFailed
 from alfrd_daemon.jobs.retention import plan_retention
 
@@ -142,7 +143,7 @@ def run_backup(ctx: JobContext) -> dict[str, Any]:
 def _dump(ctx: JobContext, job: Any, temp: dict[str, Path],
           written: list[Path]) -> dict[str, Any]:
     dsn, env = pgtools.libpq_args(ctx.conninfo)
-    with ctx.connection(row_factory=dict_row) as snap:
+    with ctx.connection() as snap:
         snap.isolation_level = IsolationLevel.REPEATABLE_READ
         snap.read_only = True
         info = snap.execute(Q["backup_export_snapshot"]).fetchone()
@@ -162,7 +163,7 @@ def _dump(ctx: JobContext, job: Any, temp: dict[str, Path],
         ctx.details["dump_seconds"] = round(dump.seconds, 3)
         if dump.returncode != 0:
             raise JobFailed(f"pg_dump exited {dump.returncode}: {dump.stderr}")
-        tables = _count_tables(snap)
+        tables = count_tables(snap)
         searches = _search_fingerprints(snap)
         content_count, content_sha = _write_content_list(snap, temp[".content.tsv"], written)
         snap.rollback()
@@ -202,7 +203,7 @@ def verify_archive(ctx: JobContext, tools: pgtools.PgTools, archive: Path,
     if check.returncode != 0:
         raise JobFailed(f"the new archive does not read back (pg_restore exited "
                         f"{check.returncode}: {check.stderr}); it was not kept")
-    return _sha256(archive), archive.stat().st_size, check.seconds
+    return file_sha256(archive), archive.stat().st_size, check.seconds
 
 
 def dump_roles(ctx: JobContext, tools: pgtools.PgTools, dsn: str, env: dict[str, str],
@@ -232,29 +233,34 @@ def dump_roles(ctx: JobContext, tools: pgtools.PgTools, dsn: str, env: dict[str,
     return {"status": "skipped", "reason": _error_line(first.stderr)}
 
 
-def _count_tables(conn: Any) -> dict[str, int]:
+def count_tables(conn: psycopg.Connection[DictRow]) -> dict[str, int]:
+    """Rows of every user table, by name (schema-qualified outside public)."""
     counts: dict[str, int] = {}
     for row in conn.execute(Q["backup_user_tables"]).fetchall():
         ident = sql.Identifier(row["schema"], row["table"])
         n = conn.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(ident)).fetchone()
+        assert n is not None  # count(*) always returns its row
         key = row["table"] if row["schema"] == "public" else f"{row['schema']}.{row['table']}"
         counts[key] = n["n"]
     return counts
 
 
-def _search_fingerprints(conn: Any) -> list[dict[str, Any]]:
+def _search_fingerprints(conn: psycopg.Connection[DictRow]) -> list[dict[str, Any]]:
     words = conn.execute(Q["backup_sample_lexemes"],
                          {"documents": SAMPLE_DOCUMENTS, "limit": SAMPLE_SEARCHES}).fetchall()
     return [search_fingerprint(conn, w["lexeme"]) for w in words]
 
 
-def search_fingerprint(conn: Any, lexeme: str) -> dict[str, Any]:
+def search_fingerprint(conn: psycopg.Connection[Any], lexeme: str) -> dict[str, Any]:
+    """How many documents a word matches and a digest of their ids."""
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(Q["backup_search_fingerprint"], {"lexeme": lexeme}).fetchone()
+    assert row is not None  # an aggregate: always one row
     return {"lexeme": lexeme, "matches": row["matches"], "ids_md5": row["ids_md5"]}
 
 
-def _write_content_list(conn: Any, target: Path, written: list[Path]) -> tuple[int, str]:
+def _write_content_list(conn: psycopg.Connection[DictRow], target: Path,
+                        written: list[Path]) -> tuple[int, str]:
     """sha256 <TAB> stored_path per stored file, streamed (a server-side cursor) so a large
     archive does not have to fit in memory."""
     digest = hashlib.sha256()
@@ -297,7 +303,8 @@ def _write_private(path: Path, data: bytes, written: list[Path]) -> None:
         os.fsync(out.fileno())
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1024 * 1024), b""):

@@ -15,12 +15,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import psycopg
+from psycopg.rows import DictRow, dict_row
 
-from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.config.settings import Settings
+from alfrd_daemon.db.pool import connect
 from alfrd_daemon.logs import mask_dsn
+
+if TYPE_CHECKING:
+    from alfrd_daemon.ingest.tracker import Tracker
 
 log = logging.getLogger("alfrd.jobs")
 
@@ -46,15 +51,15 @@ class ToolResult:
 @dataclass
 class JobContext:
     name: str
-    settings: Any  # config.Settings (Any: config imports the job settings, not the reverse)
+    settings: Settings
     conninfo: str
     instance: str
     connect_timeout: float = 10.0
-    tracker: Any = None  # the daemon's Tracker, for jobs that act on this daemon's inbox
+    tracker: Tracker | None = None  # the daemon's, for jobs that act on its inbox
     reporter: Reporter | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     details: dict[str, Any] = field(default_factory=dict)
-    _connections: set[psycopg.Connection] = field(default_factory=set, repr=False)
+    _connections: set[psycopg.Connection[DictRow]] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- progress and cancellation -------------------------------------------------------------
@@ -77,12 +82,14 @@ class JobContext:
 
     # --- resources -----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def connection(self, conninfo: str | None = None,
-                   **kwargs: Any) -> Iterator[psycopg.Connection]:
-        """A dedicated connection (never the pool: long statements and session state)."""
+    def connection(self, conninfo: str | None = None, *,
+                   autocommit: bool = False) -> Iterator[psycopg.Connection[DictRow]]:
+        """A dedicated connection (never the pool: long statements and session state), whose
+        rows are dicts."""
         self.check()
-        conn = dbmod.connect(self.conninfo if conninfo is None else conninfo,
-                             connect_timeout=self.connect_timeout, **kwargs)
+        conn = connect(self.conninfo if conninfo is None else conninfo,
+                       connect_timeout=self.connect_timeout, autocommit=autocommit,
+                       row_factory=dict_row)
         with self._lock:
             self._connections.add(conn)
         try:

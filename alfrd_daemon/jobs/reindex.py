@@ -17,10 +17,11 @@ import time
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow
 
-from alfrd_daemon.db.pool import load_named_queries
+from alfrd_daemon.db.queries import load_named_queries
 from alfrd_daemon.jobs.context import JobContext, JobFailed
 
 Q = load_named_queries("jobs.sql")
@@ -51,7 +52,7 @@ def run_reindex(ctx: JobContext) -> dict[str, Any]:
     language = ctx.settings.search.language
     d = ctx.details
     d["language"] = language
-    with ctx.connection(autocommit=True, row_factory=dict_row) as conn:
+    with ctx.connection(autocommit=True) as conn:
         if conn.execute(Q["reindex_config_exists"], {"config": language}).fetchone() is None:
             raise JobFailed(f"search.language {language!r} is not a text search configuration "
                             "on this server (psql: \\dF lists them)")
@@ -93,7 +94,8 @@ def run_reindex(ctx: JobContext) -> dict[str, Any]:
     return d
 
 
-def _rewrite(ctx: JobContext, conn: Any, language: str, batch_size: int, stale: int) -> None:
+def _rewrite(ctx: JobContext, conn: psycopg.Connection[DictRow], language: str,
+             batch_size: int, stale: int) -> None:
     """Passes over the table in id order until no row has another configuration."""
     d = ctx.details
     d.update(rewritten=0, batches=0, passes=0, slowest_batch_seconds=0.0)
@@ -108,6 +110,7 @@ def _rewrite(ctx: JobContext, conn: Any, language: str, batch_size: int, stale: 
             with conn.transaction():
                 row = conn.execute(Q["reindex_batch"], {
                     "after": after, "limit": batch_size, "config": language}).fetchone()
+            assert row is not None  # scalar subqueries only: always one row
             # A batch fills the GIN index's pending list; whichever insert finds it full must
             # merge it, and that would be an ingest commit stalling for seconds. Merging it
             # here, after every batch, keeps that cost on the reindex.
@@ -121,8 +124,9 @@ def _rewrite(ctx: JobContext, conn: Any, language: str, batch_size: int, stale: 
             total_seconds += seconds
             d["slowest_batch_seconds"] = round(max(d["slowest_batch_seconds"], seconds), 4)
             ctx.progress("recomputing search vectors", d["rewritten"], max(stale, d["rewritten"]))
-        remaining = conn.execute(Q["reindex_count_stale"], {"config": language}).fetchone()[
-            "stale"]
+        count = conn.execute(Q["reindex_count_stale"], {"config": language}).fetchone()
+        assert count is not None
+        remaining = count["stale"]
     d["stale_after"] = remaining
     if d["batches"]:
         d["mean_batch_seconds"] = round(total_seconds / d["batches"], 4)

@@ -14,14 +14,13 @@ from typing import Any
 
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import dict_row
 
 from alfrd_daemon.db import pgtools
-from alfrd_daemon.db.pool import load_named_queries
+from alfrd_daemon.db.queries import load_named_queries
 from alfrd_daemon.jobs.backup import (
     Backup,
-    _count_tables,
-    _sha256,
+    count_tables,
+    file_sha256,
     find_backup,
     list_backups,
     search_fingerprint,
@@ -50,10 +49,10 @@ def restore_backup(ctx: JobContext, backup: Backup, target: str, *,
     timeout = ctx.settings.jobs.restore_test.timeout
     if manifest and manifest.get("archive_sha256"):
         ctx.progress("checking the archive", 1, 4)
-        if _sha256(backup.path) != manifest["archive_sha256"]:
+        if file_sha256(backup.path) != manifest["archive_sha256"]:
             raise JobFailed(f"{backup.path} does not match the checksum in its manifest: the "
                             "file changed or is damaged")
-    with ctx.connection(target, row_factory=dict_row) as conn:
+    with ctx.connection(target) as conn:
         objects = conn.execute(Q["restore_user_objects"]).fetchall()
         target_major = conn.info.server_version // 10000
         target_db = conn.info.dbname
@@ -92,8 +91,8 @@ def restore_backup(ctx: JobContext, backup: Backup, target: str, *,
         raise JobFailed(f"pg_restore exited {result.returncode} (nothing was restored: it runs "
                         f"in one transaction){hint}: {result.stderr}")
     ctx.progress("verifying", 3, 4)
-    with ctx.connection(target, row_factory=dict_row) as conn:
-        details["tables"] = _count_tables(conn)
+    with ctx.connection(target) as conn:
+        details["tables"] = count_tables(conn)
         details["searches"] = [search_fingerprint(conn, s["lexeme"])
                                for s in (manifest or {}).get("searches", [])]
     if manifest:
@@ -119,9 +118,9 @@ def compare_with_manifest(manifest: dict[str, Any], tables: dict[str, int],
         got = tables.get(table)
         if got != expected:
             problems.append(f"{table}: {got} rows, the backup had {expected}")
-    for want, got in zip(manifest.get("searches", []), searches, strict=False):
-        if (want["matches"], want["ids_md5"]) != (got["matches"], got["ids_md5"]):
-            problems.append(f"search {want['lexeme']!r}: {got['matches']} matches, the backup "
+    for want, found in zip(manifest.get("searches", []), searches, strict=False):
+        if (want["matches"], want["ids_md5"]) != (found["matches"], found["ids_md5"]):
+            problems.append(f"search {want['lexeme']!r}: {found['matches']} matches, the backup "
                             f"had {want['matches']} (or other documents)")
     return problems
 
@@ -162,7 +161,7 @@ def run_restore_test(ctx: JobContext) -> dict[str, Any]:
         source_db = conn.info.dbname
     # A fixed name: the job's lock makes it ours alone, and a crashed run's copy is replaced.
     scratch = f"{source_db[:45]}_restore_test"
-    scratch_url = make_conninfo(**{**conninfo_to_dict(server), "dbname": scratch})
+    scratch_url = make_conninfo("", **{**conninfo_to_dict(server), "dbname": scratch})
     ctx.details["backup"] = backup.name
     ctx.details["scratch_database"] = scratch
     _drop_database(ctx, server, scratch)

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.db.queries import QUERIES
 from alfrd_daemon.ingest.failed import FailedFolder
 from alfrd_daemon.jobs.context import JobContext
 
@@ -39,7 +39,7 @@ def _folder_lock(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def take_back_failed(settings: Any, conn: psycopg.Connection,
+def take_back_failed(settings: Any, conn: psycopg.Connection[Any],
                      names: list[str] | None) -> RetryOutcome:
     """Move the named failed files (None: all of them) back into the inbox."""
     outcome = RetryOutcome()
@@ -57,7 +57,7 @@ def take_back_failed(settings: Any, conn: psycopg.Connection,
             dest = failed.take_back(name, settings.inbox.path)
             if doc_id:
                 with conn.transaction():
-                    conn.execute(dbmod.QUERIES["delete_failed_document"], {"id": doc_id})
+                    conn.execute(QUERIES["delete_failed_document"], {"id": doc_id})
             outcome.moved.append({"name": name, "inbox_path": str(dest)})
     return outcome
 

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 
-from alfrd_daemon.db.pool import load_named_queries
+from alfrd_daemon.db.queries import load_named_queries
 from alfrd_daemon.legacy.mapping import (
     ALFRD_DOCUMENT_KINDS,
     LEGACY_TABLES,

@@ -26,7 +26,8 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
 from alfrd_daemon.config.settings import Settings
-from alfrd_daemon.db.pool import advisory_key, load_named_queries
+from alfrd_daemon.db.locks import advisory_key
+from alfrd_daemon.db.queries import load_named_queries
 from alfrd_daemon.ingest.store import Store
 from alfrd_daemon.legacy.files import FileImporter
 from alfrd_daemon.legacy.mapping import (

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 
-from alfrd_daemon.db.pool import load_named_queries
+from alfrd_daemon.db.queries import load_named_queries
 from alfrd_daemon.legacy.mapping import LEGACY_BY_SOURCE, table_checksum, text_digest
 
 Q = load_named_queries("legacy.sql")

@@ -27,6 +27,7 @@ from psycopg.types.json import Jsonb
 from alfrd_daemon.config.parse import ConfigError, check_paths, load_settings
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.db.queries import QUERIES
 from alfrd_daemon.db.target import DatabaseTarget, stop_embedded_if_unused
 from alfrd_daemon.extract.pool import ExtractorPool, ExtractorUnavailable
 from alfrd_daemon.ingest.claim import ClaimArea
@@ -40,7 +41,7 @@ from alfrd_daemon.ingest.tracker import Tracker, TrackerSettings
 from alfrd_daemon.ingest.watch import inotify_watch_limit
 from alfrd_daemon.ingest.work import Outcome, WorkItem
 from alfrd_daemon.ingest.writers import ignore_lease_breaks
-from alfrd_daemon.jobs.runner import JobScheduler, tracker_rescan_interval
+from alfrd_daemon.jobs.scheduler import JobScheduler, tracker_rescan_interval
 from alfrd_daemon.logs import event, mask_dsn, setup_logging
 from alfrd_daemon.sdnotify import Notifier
 from alfrd_daemon.service.health import Vitals, health_problem
@@ -480,7 +481,7 @@ class Daemon:
         def write() -> None:
             with contextlib.suppress(dbmod.DatabaseUnavailable), db.transaction(
                     timeout=2) as cur:
-                cur.execute(dbmod.QUERIES["stop_instance"],
+                cur.execute(QUERIES["stop_instance"],
                             {"instance": self.instance, "state": state})
 
         _run_bounded(write, timeout, "alfrd-stop-record")

@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.db.queries import QUERIES
 from alfrd_daemon.ingest.claim import ClaimArea
 from alfrd_daemon.ingest.counters import Counters
 from alfrd_daemon.ingest.store import Store
@@ -160,7 +161,7 @@ class Monitor:
         """Our instance row: alive, and the state `alfrd status` shows."""
         try:
             with self.db.transaction(timeout=2) as cur:
-                cur.execute(dbmod.QUERIES["upsert_instance"], {
+                cur.execute(QUERIES["upsert_instance"], {
                     "instance": self.instance, "hostname": socket.gethostname(),
                     "pid": os.getpid(), "state": Jsonb(self.state())})
         except dbmod.DatabaseUnavailable:

@@ -15,6 +15,7 @@ import psycopg
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db import pool as dbmod
 from alfrd_daemon.db.cluster import ClusterError
+from alfrd_daemon.db.migrations import migrate
 from alfrd_daemon.db.target import DatabaseTarget, resolve_database
 from alfrd_daemon.ingest.store import Store, StoreIdentityError
 
@@ -66,7 +67,7 @@ def open_database(db: dbmod.Database, startup_timeout: float) -> None:
         raise StartupError(f"{exc} {_WAITED}") from exc
     try:
         with db.connection() as conn:
-            applied = dbmod.migrate(conn)
+            applied = migrate(conn)
     except (dbmod.DatabaseUnavailable, psycopg.Error) as exc:
         raise StartupError(f"cannot apply the schema migrations: {exc}") from exc
     if applied:

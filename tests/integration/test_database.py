@@ -8,7 +8,8 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.db.migrations import migrate, migrations, pending_migrations
+from alfrd_daemon.db.queries import QUERIES
 
 
 def test_migrations_are_idempotent_and_safe_to_race(empty_db_url: str) -> None:
@@ -20,7 +21,7 @@ def test_migrations_are_idempotent_and_safe_to_race(empty_db_url: str) -> None:
         try:
             with psycopg.connect(empty_db_url) as conn:
                 barrier.wait()
-                results.append(dbmod.migrate(conn))
+                results.append(migrate(conn))
         except BaseException as exc:
             errors.append(exc)
 
@@ -32,10 +33,10 @@ def test_migrations_are_idempotent_and_safe_to_race(empty_db_url: str) -> None:
     assert not errors
     applied = [r for r in results if r]
     assert len(applied) == 1, "exactly one racer applies the migrations"
-    assert applied[0] == [f"{v:03d}_{n}" for v, n, _ in dbmod.migrations()]
+    assert applied[0] == [f"{v:03d}_{n}" for v, n, _ in migrations()]
     with psycopg.connect(empty_db_url) as conn:
-        assert dbmod.migrate(conn) == []
-        assert dbmod.pending_migrations(conn) == []
+        assert migrate(conn) == []
+        assert pending_migrations(conn) == []
 
 
 def test_search_uses_the_gin_index_and_weights_names_above_body(db_url: str) -> None:
@@ -47,19 +48,19 @@ def test_search_uses_the_gin_index_and_weights_names_above_body(db_url: str) -> 
                 "INSERT INTO documents (original_name, source_path, status, extracted_text) "
                 "VALUES (%s, %s, 'extracted', %s)", (name, name, text))
         params = {"query": "gas bill", "config": "english", "tag": None, "limit": 10}
-        rows = conn.execute(dbmod.QUERIES["search_documents"], params).fetchall()
+        rows = conn.execute(QUERIES["search_documents"], params).fetchall()
         assert [r["original_name"] for r in rows] == ["gas_bill.txt", "notes.txt"]
         # A table this small is read sequentially; forbid that to see whether the index fits.
         conn.execute("SET enable_seqscan = off")
         plan = "\n".join(r["QUERY PLAN"] for r in conn.execute(
-            "EXPLAIN " + dbmod.QUERIES["search_documents"], params))
+            "EXPLAIN " + QUERIES["search_documents"], params))
         assert "documents_search_vector_idx" in plan, plan
 
 
 @pytest.mark.parametrize("query", ['"', "-", "a & | !", "(((", "café OR", ":*", ""])
 def test_any_user_text_is_a_valid_query(db_url: str, query: str) -> None:
     with psycopg.connect(db_url, row_factory=dict_row) as conn:
-        conn.execute(dbmod.QUERIES["search_documents"],
+        conn.execute(QUERIES["search_documents"],
                      {"query": query, "config": "english", "tag": None, "limit": 5}).fetchall()
 
 

@@ -27,9 +27,9 @@ from apscheduler.events import (  # type: ignore[import-untyped]
 from alfrd_daemon.config.parse import load_settings
 from alfrd_daemon.config.schedule import previous_fire
 from alfrd_daemon.db import pgtools
-from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.db.locks import advisory_key
 from alfrd_daemon.ingest.failed import FailedFolder
-from alfrd_daemon.jobs.runner import JobScheduler
+from alfrd_daemon.jobs.scheduler import JobScheduler
 from tests.helpers import (
     REPO,
     DaemonProcess,
@@ -102,7 +102,7 @@ exec sleep 60
 def test_a_held_lock_skips_a_manual_run(tmp_path: Path, db_url: str) -> None:
     config = write_config(tmp_path, db_url)
     with psycopg.connect(db_url, autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(%s)", (dbmod.advisory_key("job:prune"),))
+        holder.execute("SELECT pg_advisory_lock(%s)", (advisory_key("job:prune"),))
         out = run_cli(config, "jobs", "run", "prune", check=False)
         assert out.returncode == 75 and "already running" in out.stderr
         assert runs(db_url, "prune") == []
@@ -143,7 +143,7 @@ def test_reindex_waits_for_a_running_backup(tmp_path: Path, db_url: str) -> None
     config = write_config(tmp_path, db_url)
     with psycopg.connect(db_url, autocommit=True) as backup_side:
         backup_side.execute("SELECT pg_advisory_lock(%s)",
-                            (dbmod.advisory_key("group:maintenance"),))
+                            (advisory_key("group:maintenance"),))
         proc = subprocess.Popen(
             [sys.executable, "-m", "alfrd_daemon", "jobs", "run", "reindex", "--json",
              "--config", str(config)], env=alfrd_env(), cwd=REPO, stdout=subprocess.PIPE,

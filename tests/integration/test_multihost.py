@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from alfrd_daemon.db import pool as dbmod
+from alfrd_daemon.db.migrations import migrate, migrations
 from alfrd_daemon.ingest.store import IDENTITY_NAME, Store
 from tests.helpers import DaemonProcess, inbox_files, query, run_cli, wait_for
 from tests.integration.faultkit import fault_config, sha
@@ -167,7 +167,7 @@ def migrate_before_store_ids(url: str) -> None:
     with psycopg.connect(url) as conn, conn.transaction():
         conn.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, "
                      "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
-        for version, name, script in dbmod.migrations():
+        for version, name, script in migrations():
             if version < 4:
                 conn.execute(script.encode())
                 conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
@@ -191,7 +191,7 @@ def test_rows_from_before_store_ids_belong_to_the_store_holding_their_file(
     here = insert_old_row(empty_db_url, "here.txt", b"a file this store holds\n")
     gone = insert_old_row(empty_db_url, "gone.txt", b"a file no store here holds\n")
     with psycopg.connect(empty_db_url) as conn:
-        assert dbmod.migrate(conn) == ["004_store_identity"]
+        assert migrate(conn) == ["004_store_identity"]
     assert {r["store_id"] for r in query(empty_db_url, "SELECT store_id FROM documents")} == \
         {None}
 

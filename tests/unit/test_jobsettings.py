@@ -10,7 +10,8 @@ from alfrd_daemon.config.jobs import canonical_job_name
 from alfrd_daemon.config.parse import ConfigError, parse_settings
 from alfrd_daemon.config.schedule import cron, every
 from alfrd_daemon.config.settings import Settings
-from alfrd_daemon.jobs.runner import JOBS, tracker_rescan_interval
+from alfrd_daemon.jobs.registry import JOBS
+from alfrd_daemon.jobs.scheduler import tracker_rescan_interval
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,10 +1,7 @@
--- Named queries of the scheduled jobs (same format as queries.sql, loaded by jobsql.py).
+-- Named queries of the scheduled jobs (same format as queries.sql, read by db/queries.py).
 
 -- name: job_try_lock
 SELECT pg_try_advisory_lock(%(key)s) AS locked;
-
--- name: job_unlock
-SELECT pg_advisory_unlock(%(key)s) AS unlocked;
 
 -- name: job_abandon_stale
 UPDATE job_runs

@@ -1,6 +1,7 @@
 -- Named queries of `alfrd import-duckdb` / `export-duckdb` (queries.sql format, loaded by
--- duckdb_import.py, legacy_verify.py and duckdb_export.py). The legacy_* tables' own inserts
--- and reads are composed from legacy_map.LEGACY_TABLES with psycopg.sql identifiers.
+-- legacy/importer.py, legacy/verify.py and legacy/exporter.py). The legacy_* tables' own
+-- inserts and reads are composed from legacy/mapping.py's LEGACY_TABLES with psycopg.sql
+-- identifiers.
 
 -- name: import_try_lock
 SELECT pg_try_advisory_lock(%(key)s) AS locked;

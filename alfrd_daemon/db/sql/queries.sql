@@ -1,5 +1,5 @@
--- Named queries. Python asks for one by name (db.QUERIES["name"]) and passes parameters;
--- values always travel as parameters, never in the SQL text.
+-- Named queries. Python asks for one by name (db.queries.QUERIES["name"]) and passes
+-- parameters; values always travel as parameters, never in the SQL text.
 
 -- name: insert_document
 INSERT INTO documents (id, sha256, original_name, source_path, tags, mime_type, size_bytes,
@@ -53,17 +53,20 @@ FROM (
     LIMIT %(cap)s
 ) AS capped;
 
+-- fragment: snippet
+-- The snippet of a search result, for both search queries (included as {snippet}).
+ts_headline(d.search_config,
+            left(concat_ws(E'\n', d.title,
+                           coalesce(nullif(d.extracted_text, ''), d.original_name)),
+                 200000),
+            hits.query,
+            'StartSel=[[, StopSel=]], MaxWords=30, MinWords=10, MaxFragments=2');
+
 -- name: search_documents
 -- Rank every match, then build snippets for the page of results only (ts_headline re-parses
 -- text). Used when the match count is below search.rank_window.
 SELECT d.id, d.original_name, d.tags, d.status, d.created_at, hits.rank,
-       ts_headline(d.search_config,
-                   left(concat_ws(E'\n', d.title,
-                                  coalesce(nullif(d.extracted_text, ''), d.original_name)),
-                        200000),
-                   hits.query,
-                   'StartSel=[[, StopSel=]], MaxWords=30, MinWords=10, MaxFragments=2')
-           AS snippet
+       {snippet} AS snippet
 FROM (
     SELECT d.id, ts_rank_cd(d.search_vector, q.query) AS rank, q.query
     FROM documents d,
@@ -80,13 +83,7 @@ ORDER BY hits.rank DESC, d.created_at DESC;
 -- A broad query (more matches than search.rank_window): rank only the newest rank_window
 -- matches, found by walking the created_at index, instead of scoring every match.
 SELECT d.id, d.original_name, d.tags, d.status, d.created_at, hits.rank,
-       ts_headline(d.search_config,
-                   left(concat_ws(E'\n', d.title,
-                                  coalesce(nullif(d.extracted_text, ''), d.original_name)),
-                        200000),
-                   hits.query,
-                   'StartSel=[[, StopSel=]], MaxWords=30, MinWords=10, MaxFragments=2')
-           AS snippet
+       {snippet} AS snippet
 FROM (
     SELECT recent.id, ts_rank_cd(recent.search_vector, recent.query) AS rank, recent.query,
            recent.created_at
@@ -155,12 +152,6 @@ FROM daemon_instances
 WHERE stopped_at IS NULL OR stopped_at > now() - interval '1 day'
 ORDER BY started_at DESC
 LIMIT 20;
-
--- name: failed_documents
-SELECT id, original_name, source_path, stored_path, error, created_at
-FROM documents
-WHERE status = 'failed'
-ORDER BY created_at;
 
 -- name: delete_failed_document
 DELETE FROM documents WHERE id = %(id)s AND status = 'failed';
