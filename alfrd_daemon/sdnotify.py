@@ -51,11 +51,15 @@ NOTIFY_ENV_VARS: tuple[str, ...] = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_
 # receiver is wedged, and then the daemon must keep running rather than block forever.
 _SEND_TIMEOUT_S = 1.0
 
-_sd_daemon: ModuleType | None
-try:
-    import systemd.daemon as _sd_daemon
-except ImportError:  # systemd-python is optional
-    _sd_daemon = None
+def _load_sd_daemon() -> ModuleType | None:
+    try:
+        import systemd.daemon
+    except ImportError:  # systemd-python is optional
+        return None
+    return systemd.daemon
+
+
+_sd_daemon = _load_sd_daemon()
 
 
 def child_environ(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
