@@ -21,6 +21,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from alfrd_daemon.db.cluster import Cluster
 from alfrd_daemon.db.migrations import migrate
+from tests.helpers import NotifyListener
 
 RUN_PREFIX = f"alfrd_t{os.getpid()}_{secrets.token_hex(2)}"
 
@@ -118,3 +119,13 @@ def private_cluster() -> Iterator[Cluster]:
     finally:
         cluster.destroy()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def listener(tmp_path: Path) -> Iterator[NotifyListener]:
+    """A real sd_notify socket the daemon under test reports to."""
+    lst = NotifyListener(tmp_path / "notify.sock")
+    try:
+        yield lst
+    finally:
+        lst.close()

@@ -76,25 +76,34 @@ def log_events(text: str, name: str) -> list[str]:
     return [line for line in text.splitlines() if f"event={name}" in line]
 
 
-class CrashingDaemon(DaemonProcess):
-    """The daemon with one function patched to SIGKILL the process on its n-th call, before or
-    after the real call: a kill -9 at an exact point of the ingest pipeline (see crashpoint.py)."""
+class FaultDaemon(DaemonProcess):
+    """The daemon with one function patched to misbehave (tests/integration/faultpoint.py):
+    `fault` is [MODULE:ATTR, MODE, ARG]."""
 
-    def __init__(self, config: Path, log_path: Path, target: str, nth: int, when: str,
+    def __init__(self, config: Path, log_path: Path, fault: list[str],
                  env: dict[str, str] | None = None):
         super().__init__(config, log_path, env)
-        self.crash = [target, str(nth), when]
+        self.fault = fault
 
-    def start(self) -> CrashingDaemon:
+    def start(self) -> FaultDaemon:
         import subprocess
 
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()/kill()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.crashpoint", *self.crash, "run",
+            [sys.executable, "-m", "tests.integration.faultpoint", *self.fault, "run",
              "--config", str(self.config)],
             stdout=self._log, stderr=subprocess.STDOUT, env=alfrd_env(self.env), cwd=REPO,
             stdin=subprocess.DEVNULL)
         return self
+
+
+class CrashingDaemon(FaultDaemon):
+    """SIGKILL on the n-th call of `target`, before or after the real call: a kill -9 at an
+    exact point of the ingest pipeline."""
+
+    def __init__(self, config: Path, log_path: Path, target: str, nth: int, when: str,
+                 env: dict[str, str] | None = None):
+        super().__init__(config, log_path, [target, f"kill-{when}", str(nth)], env)
 
 
 class PrefixedDaemon(DaemonProcess):

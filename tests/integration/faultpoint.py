@@ -1,23 +1,34 @@
-"""Run `alfrd` with one function patched to pause, or to fail, at an exact point.
+"""Run `alfrd` with one function patched to misbehave at an exact point.
 
-    python -m tests.integration.faultpoint MODULE:ATTR pause FLAGDIR ALFRD-ARGS...
-    python -m tests.integration.faultpoint MODULE:ATTR raise-if TEXT ALFRD-ARGS...
+    python -m tests.integration.faultpoint MODULE:ATTR[.ATTR] kill-before NTH ALFRD-ARGS...
+    python -m tests.integration.faultpoint MODULE:ATTR[.ATTR] kill-after NTH ALFRD-ARGS...
+    python -m tests.integration.faultpoint MODULE:ATTR[.ATTR] pause FLAGDIR ALFRD-ARGS...
+    python -m tests.integration.faultpoint MODULE:ATTR[.ATTR] raise-if TEXT ALFRD-ARGS...
 
-pause: the first call writes FLAGDIR/paused and waits (at most 60 s) for FLAGDIR/go before the
-real call runs, so a test can act inside a window the pipeline would otherwise pass in
-microseconds (between a commit and the release of the claimed copy, say). raise-if: every call
-whose arguments mention TEXT raises RuntimeError, as a bug would. Nothing in the daemon knows
-about this; the patch lives only in this test process.
+kill-before / kill-after: on the NTH call (counted across all threads) the process sends itself
+SIGKILL before the real call runs or right after it returned: a crash in a precise window of
+the ingest pipeline, which random kills hit only by luck. pause: the first call writes
+FLAGDIR/paused and waits (at most 60 s) for FLAGDIR/go, so a test can act inside a window the
+pipeline would otherwise pass in microseconds. raise-if: every call whose arguments mention
+TEXT raises RuntimeError, as a bug would. Nothing in the daemon knows about this; the patch
+lives only in this test process.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import itertools
+import os
+import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+MODES = ("kill-before", "kill-after", "pause", "raise-if")
 
 
 def patch(target: str, mode: str, arg: str) -> None:
@@ -27,10 +38,25 @@ def patch(target: str, mode: str, arg: str) -> None:
     for attr in path:
         owner = getattr(owner, attr)
     original = getattr(owner, name)
+    setattr(owner, name, functools.wraps(original)(_wrapper(original, name, mode, arg)))
+
+
+def _wrapper(original: Callable[..., Any], name: str, mode: str, arg: str
+             ) -> Callable[..., Any]:
+    counter = itertools.count(1)
+    lock = threading.Lock()
     first = threading.Event()
 
-    @functools.wraps(original)
     def wrapper(*args: object, **kwargs: object) -> object:
+        if mode in ("kill-before", "kill-after"):
+            with lock:
+                n = next(counter)
+            if n == int(arg) and mode == "kill-before":
+                os.kill(os.getpid(), signal.SIGKILL)
+            result = original(*args, **kwargs)
+            if n == int(arg):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return result
         if mode == "pause" and not first.is_set():
             first.set()
             flags = Path(arg)
@@ -42,12 +68,12 @@ def patch(target: str, mode: str, arg: str) -> None:
             raise RuntimeError(f"injected fault in {name}")
         return original(*args, **kwargs)
 
-    setattr(owner, name, wrapper)
+    return wrapper
 
 
 def main() -> int:
     target, mode, arg, *rest = sys.argv[1:]
-    assert mode in ("pause", "raise-if"), mode
+    assert mode in MODES, mode
     patch(target, mode, arg)
     from alfrd_daemon.cli.main import main as alfrd_main
 

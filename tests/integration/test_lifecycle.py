@@ -19,6 +19,7 @@ import yaml
 from alfrd_daemon.db.cluster import Cluster
 from tests.helpers import (
     DaemonProcess,
+    NotifyListener,
     claimed_files,
     cluster_pids,
     inbox_files,
@@ -26,18 +27,9 @@ from tests.helpers import (
     wait_for,
 )
 from tests.integration.faultkit import NO_JOBS, fault_config
-from tests.integration.test_systemd_protocol import NotifyListener, notify_env
+from tests.integration.test_systemd_protocol import notify_env
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def listener(tmp_path: Path) -> Iterator[NotifyListener]:
-    lst = NotifyListener(tmp_path / "notify.sock")
-    try:
-        yield lst
-    finally:
-        lst.close()
 
 
 @pytest.fixture
@@ -88,8 +80,10 @@ def test_a_server_still_starting_is_waited_for(open_dir: Path, server: str) -> N
         promote(cluster)
         daemon.wait_started()
         (open_dir / "inbox" / "after-recovery.txt").write_text("the server is up now")
-        wait_for(lambda: not inbox_files(open_dir / "inbox"), 20, "ingest",
-                 alive=daemon.assert_alive)
+        # The file leaves the inbox when it is claimed, before its row commits: wait for both.
+        wait_for(lambda: not inbox_files(open_dir / "inbox") and query(
+                     cluster.conninfo("alfrd"), "SELECT count(*) AS n FROM documents")[0]["n"],
+                 20, "ingest", alive=daemon.assert_alive)
         assert query(cluster.conninfo("alfrd"), "SELECT count(*) AS n FROM documents")[0][
             "n"] == 1
         assert daemon.stop() == 0

@@ -44,8 +44,8 @@ def test_no_sql_is_built_by_string_formatting() -> None:
     literal, a named query or psycopg.sql composition, never as formatted text (values travel
     as parameters). Also catches sql.SQL(f"...")."""
     offenders = []
-    files = sorted((REPO / "alfrd_daemon").glob("*.py"))
-    assert len(files) > 10
+    files = sorted((REPO / "alfrd_daemon").rglob("*.py"))
+    assert len(files) > 40
     for path in files:
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
@@ -57,7 +57,8 @@ def test_no_sql_is_built_by_string_formatting() -> None:
             if name in EXECUTING or name == "SQL":
                 how = formatted_sql(node.args[0])
                 if how:
-                    offenders.append(f"{path.name}:{node.lineno}: {name}() with {how}")
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {name}() with "
+                                     f"{how}")
     assert not offenders, "SQL built by string formatting:\n" + "\n".join(offenders)
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +15,8 @@ import pytest
 
 from alfrd_daemon.ingest.store import Store
 from alfrd_daemon.ingest.writers import ignore_lease_breaks, writer_open
-from tests.helpers import REPO, DaemonProcess, alfrd_env, claimed_files, inbox_files, query
-from tests.integration.faultkit import fault_config, sha, sha_file, wait_until
+from tests.helpers import DaemonProcess, claimed_files, inbox_files, query
+from tests.integration.faultkit import FaultDaemon, fault_config, sha, sha_file, wait_until
 from tests.samples import write_folder_document
 
 pytestmark = pytest.mark.timeout(90)
@@ -37,23 +35,6 @@ def assert_store_matches_rows(db_url: str, store: Path) -> None:
         path = store / row["stored_path"]
         assert sha_file(path) == row["sha256"], f"{path}: stored bytes differ from the sha256"
         assert os.stat(path).st_nlink == 1, f"{path} shares its inode with another name"
-
-
-class FaultDaemon(DaemonProcess):
-    """The daemon with one function paused or failing (tests/integration/faultpoint.py)."""
-
-    def __init__(self, config: Path, log_path: Path, fault: list[str]):
-        super().__init__(config, log_path)
-        self.fault = fault
-
-    def start(self) -> FaultDaemon:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()/kill()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.faultpoint", *self.fault, "run",
-             "--config", str(self.config)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=alfrd_env(), cwd=REPO,
-            stdin=subprocess.DEVNULL)
-        return self
 
 
 # --- the parts, in this process ------------------------------------------------------------------

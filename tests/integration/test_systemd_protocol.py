@@ -6,7 +6,6 @@ import itertools
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,15 +23,6 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def listener(tmp_path: Path) -> Iterator[NotifyListener]:
-    lst = NotifyListener(tmp_path / "notify.sock")
-    try:
-        yield lst
-    finally:
-        lst.close()
 
 
 def notify_env(listener: NotifyListener, extra: dict[str, str] | None = None) -> dict[str, str]:
