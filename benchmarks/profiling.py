@@ -87,19 +87,19 @@ def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
 
 # (phase, substrings any of which in a stack puts the sample there); first match wins.
 PHASES: list[tuple[str, tuple[str, ...]]] = [
-    ("fsync: store dir/file", ("_fsync_dir", "_fsync_file")),
-    ("fsync: claimed file (_hash_fd)", ("_hash_fd (alfrd_daemon/ingest.py:290)",)),
+    ("fsync: store dir/file", ("_fsync_dir", "_fsync (", "sync_filesystem")),
     ("pool check on checkout (SELECT 1)", ("check_connection",)),
-    ("db: insert+arrival+notify+commit", ("Ingestor._record", "Ingestor._record_folder")),
+    ("db: insert+arrival+notify+commit", ("write_rows", "write_one", "Committer._write")),
+    ("writer check before the claim (read lease)", ("Ingestor._writer_holds", "writer_open")),
     ("claim: rename into .alfrd/claimed", ("ClaimArea.claim",)),
-    ("read + sha256", ("Ingestor._read",)),
-    ("extract (text; PDF child spawn)", ("Ingestor._extract",)),
-    ("store: mkdir + link + chmod", ("Store.put",)),
-    ("release claim (unlink)", ("ClaimArea.release",)),
-    ("other ingest (row build, logging)", ("Ingestor.process",)),
+    ("read + sha256 + private copy", ("Reader.read", "Store.receive")),
+    ("extract (text; PDF in an extractor)", ("Reader.extract",)),
+    ("store: content address (mkdir + rename)", ("Store.adopt", "Reader.adopt")),
+    ("release claim (lease, fstat, unlink)", ("ClaimArea.release_unchanged", "ClaimArea.release")),
+    ("other ingest (row build, logging)", ("Ingestor.process", "RowBuilder")),
     ("readiness loop (tracker: stat, heap, scans)", ("Tracker.",)),
-    ("watchdog: inotify read + event dispatch", ("inotify", "watchdog", "dispatch_events",
-                                                 "EventEmitter", "Watcher", "on_any_event")),
+    ("watch: inotify read + event dispatch", ("inotify", "watchdog", "dispatch_events",
+                                              "EventEmitter", "InotifySource")),
     ("psycopg pool maintenance", ("psycopg_pool",)),
 ]
 
