@@ -101,7 +101,10 @@ class Daemon:
                  notifier: Notifier | None = None):
         self.settings = settings
         self.config_path = config_path
-        self.notifier = notifier or Notifier.from_env()
+        # The built-in sender even when systemd-python is there: libsystemd's sd_notify blocks
+        # on a full socket with the GIL held, and a slow receiver would then stop every thread
+        # (seen: a benchmark that stopped reading froze ingest); ours gives up after a second.
+        self.notifier = notifier or Notifier.from_env(transport="fallback")
         self.instance = new_instance_id()
         self.counters = Counters()
         self.stop_event = threading.Event()
