@@ -6,6 +6,7 @@ NotifyListener, so the suite exercises the harness the figures are measured with
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -249,3 +250,15 @@ def cluster_pids(data_dir: Path) -> list[int]:
         if int(fields[1]) == postmaster:
             pids.append(int(entry.name))
     return pids
+
+
+def lock_is_held(lock: Path) -> bool:
+    """Does some process hold an flock on `lock` (a live daemon's claim area)?"""
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

@@ -8,7 +8,6 @@ import signal
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 from alfrd_daemon.extract.api import ExtractLimits, PermanentExtractionError
 from alfrd_daemon.extract.pool import ExtractorPool, PoolBusy, PoolClosed, WorkerStartError
 from tests.helpers import DaemonProcess, query, wait_for, write_config
-from tests.integration.test_pdf_extraction import assemble_pdf, slow_pdf
+from tests.integration.test_pdf_extraction import memory_bomb_pdf, slow_pdf
 from tests.samples import make_pdf
 
 LIMITS = ExtractLimits(timeout_seconds=10, memory_limit_mb=512)
@@ -96,20 +95,6 @@ def write_pdf(folder: Path, name: str, pages: list[str]) -> Path:
     return path
 
 
-def memory_bomb() -> bytes:
-    # Six content streams of 70 MB each (pypdf's per-stream cap is 75 MB) on one page.
-    stream = zlib.compress(b"BT /F1 12 Tf " + b" " * 70_000_000 + b" ET", 9)
-    contents = " ".join(f"{n} 0 R" for n in range(4, 10))
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 "
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> >> "
-        + f"/Contents [{contents}] >>".encode(),
-    ]
-    objects += [b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream"
-                % (len(stream), stream)] * 6
-    return assemble_pdf(objects)
 
 
 def run_in_thread(pool: ExtractorPool, path: Path,
@@ -239,7 +224,7 @@ def test_a_memory_bomb_hits_the_memory_limit(tmp_path: Path,
     [old] = pool.pids()
     assert limits_of(old)["Max address space"] == [str(256 * 1024 * 1024)] * 2
     bomb = tmp_path / "bomb.pdf"
-    bomb.write_bytes(memory_bomb())
+    bomb.write_bytes(memory_bomb_pdf())
     limits = ExtractLimits(timeout_seconds=60, memory_limit_mb=256)
     with pytest.raises(PermanentExtractionError) as err:
         pool.run("pdf", bomb, limits)

@@ -4,9 +4,7 @@ not expect. Real daemon, real inotify and polling, real PostgreSQL."""
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import re
 import shutil
 import time
@@ -19,7 +17,14 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from alfrd_daemon.db import pool as dbmod
-from tests.helpers import DaemonProcess, inbox_files, query, wait_for, write_config
+from tests.helpers import (
+    DaemonProcess,
+    inbox_files,
+    lock_is_held,
+    query,
+    wait_for,
+    write_config,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,15 +63,6 @@ def instance_of(daemon: DaemonProcess) -> str:
     return found.group(1)
 
 
-def lock_is_held(lock: Path) -> bool:
-    fd = os.open(lock, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def health_in_heartbeat(db_url: str, instance: str) -> str | None:

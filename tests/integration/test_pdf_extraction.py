@@ -252,8 +252,8 @@ def test_pdf_tiny_timeout_raises_at_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_pdf_memory_blow_up_hits_the_limit(tmp_path: Path) -> None:
-    # Six content streams of 70 MB each (pypdf's per-stream cap is 75 MB) on one page.
+def memory_bomb_pdf() -> bytes:
+    """Six content streams of 70 MB each (pypdf's per-stream cap is 75 MB) on one page."""
     stream = zlib.compress(b"BT /F1 12 Tf " + b" " * 70_000_000 + b" ET", 9)
     contents = " ".join(f"{n} 0 R" for n in range(4, 10))
     objects = [
@@ -265,8 +265,12 @@ def test_pdf_memory_blow_up_hits_the_limit(tmp_path: Path) -> None:
     ]
     objects += [b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream"
                 % (len(stream), stream)] * 6
+    return assemble_pdf(objects)
+
+
+def test_pdf_memory_blow_up_hits_the_limit(tmp_path: Path) -> None:
     with pytest.raises(PermanentExtractionError, match="memory limit of 256 MB"):
-        run(tmp_path, "bomb.pdf", assemble_pdf(objects), ExtractLimits(memory_limit_mb=256))
+        run(tmp_path, "bomb.pdf", memory_bomb_pdf(), ExtractLimits(memory_limit_mb=256))
 
 
 def test_pdf_worker_prints_exactly_one_json_reply(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ area (with its lock) is still where other daemons look for it."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import time
@@ -23,7 +22,7 @@ from alfrd_daemon.ingest.watch import (
     start_watcher,
     watching,
 )
-from tests.helpers import wait_for
+from tests.helpers import lock_is_held, wait_for
 
 
 def test_a_quiet_new_folder_releases_its_files_after_settle_seconds() -> None:
@@ -93,15 +92,6 @@ def test_watching_turns_false_when_the_watched_directory_is_deleted(
     assert not watching(None)
 
 
-def _lock_is_held(lock: Path) -> bool:
-    fd = os.open(lock, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def test_claim_area_notices_it_was_deleted_and_reopens_with_its_lock(tmp_path: Path) -> None:
@@ -110,7 +100,7 @@ def test_claim_area_notices_it_was_deleted_and_reopens_with_its_lock(tmp_path: P
     claims = ClaimArea(inbox, "host-1-abc")
     claims.open()
     try:
-        assert not claims.lost() and _lock_is_held(claims.lock_path)
+        assert not claims.lost() and lock_is_held(claims.lock_path)
         shutil.rmtree(inbox)
         assert claims.lost()
         with pytest.raises(FileNotFoundError):
@@ -120,7 +110,7 @@ def test_claim_area_notices_it_was_deleted_and_reopens_with_its_lock(tmp_path: P
         assert claims.lost()
         claims.reopen()
         assert not claims.lost()
-        assert claims.dir.is_dir() and _lock_is_held(claims.lock_path)
+        assert claims.dir.is_dir() and lock_is_held(claims.lock_path)
         # Another daemon looking for dead claim directories must not find ours.
         other = ClaimArea(inbox, "host-2-def")
         other.open()
