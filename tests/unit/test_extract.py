@@ -5,7 +5,6 @@ from __future__ import annotations
 import codecs
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -273,13 +272,14 @@ def test_html_declared_charset_is_used(tmp_path: Path) -> None:
     assert x.metadata["encoding"] == "windows-1252"
 
 
-def test_unterminated_html_stays_fast(tmp_path: Path) -> None:
-    # Each of these makes html.parser on Python 3.11.7 quadratic (or raise).
+# Each of these makes html.parser on Python 3.11.7 quadratic (or raise): minutes, not the
+# fraction of a second a linear parse takes, so a hang guard catches a regression without
+# asserting a speed.
+@pytest.mark.timeout(30)
+def test_unterminated_html_stays_linear(tmp_path: Path) -> None:
     hostile = ("<p>start</p>" + "<a " * 200_000 + "</" * 200_000 + "<![" * 100_000
                + "<!--x>" * 100_000)
-    started = time.monotonic()
     x = run(tmp_path, "hostile.html", hostile)
-    assert time.monotonic() - started < 3
     assert x.text.startswith("start")
 
 
@@ -359,10 +359,9 @@ def test_multipart_email_prefers_the_plain_body(tmp_path: Path) -> None:
         b"To: " + b'"a' * 100_000 + b"\r\nSubject: slow header\r\n\r\nbody text\r\n",
     ],
 )
+@pytest.mark.timeout(30)  # a hang guard, not a speed assertion
 def test_malformed_email_never_crashes(tmp_path: Path, raw: bytes) -> None:
-    started = time.monotonic()
     x = run(tmp_path, "bad.eml", raw)
-    assert time.monotonic() - started < 3
     assert (x.mime_type, x.status, x.extractor) == ("message/rfc822", "extracted", "email/1")
     assert "\x00" not in x.text
     x.text.encode("utf-8")
