@@ -52,6 +52,7 @@ class Ingestor:
         committer: Committer | None = None,
         on_complete: Callable[[WorkItem, Outcome], None] | None = None,
         extractors: ExtractorPool | None = None,
+        release_later: Callable[[Callable[[], None]], None] | None = None,
     ):
         self.settings = settings
         self.db = db
@@ -61,6 +62,9 @@ class Ingestor:
         self.committer = committer
         self.on_complete = on_complete
         self.reader = Reader(settings, store, extractors)
+        # Where the committer has claimed copies released (unlink frees the copy's inode and
+        # blocks: serial in the committer it capped throughput); None: in the caller.
+        self.release_later = release_later
         self.builder = RowBuilder(settings, store, claims.instance)
         self.failures = FailureRecorder(db=db, claims=claims, failed=failed,
                                         builder=self.builder)
@@ -228,8 +232,23 @@ class Ingestor:
                          display_text(relpath))
             rows.log_outcome(outcome, relpath, read.sha256, str(document_id))
             self.counters.add(outcome)
-            if not self._release(relpath, read):
+            done = functools.partial(self._release_and_finish, item, read, outcome)
+            if self.release_later is not None:
+                self.release_later(done)
+            else:
+                done()
+            return
+        if self.on_complete is not None:
+            self.on_complete(item, outcome)
+
+    def _release_and_finish(self, item: WorkItem, read: ReadResult, outcome: Outcome) -> None:
+        """After the commit: forget the claimed copy (or have it read again), then report."""
+        try:
+            if not self._release(item.relpath, read):
                 outcome = Outcome.RETRY
+        except Exception:  # the row is committed; the claimed copy is replayed as a no-op
+            log.exception("releasing the claimed copy of %s failed", display_text(item.relpath))
+            outcome = Outcome.RETRY
         if self.on_complete is not None:
             self.on_complete(item, outcome)
 

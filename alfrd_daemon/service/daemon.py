@@ -118,6 +118,7 @@ class Daemon:
         self.committer: Committer | None = None
         self.ingestor: Ingestor | None = None
         self.extractors: ExtractorPool | None = None
+        self.releaser: ThreadPoolExecutor | None = None  # releases claimed copies after commit
         self.executor: ThreadPoolExecutor | None = None
         self.slots = Slots(settings.workers.queue_size + settings.workers.count)
         self.busy: dict[int, float] = {}  # worker thread → when it took its current file
@@ -166,10 +167,12 @@ class Daemon:
             extractors.start()  # the libraries load now, not with the first PDF
         except ExtractorUnavailable as exc:
             raise StartupError(f"cannot start the extractor processes: {exc}") from exc
+        self.releaser = ThreadPoolExecutor(max_workers=s.workers.count,
+                                           thread_name_prefix="alfrd-release")
         self.ingestor = Ingestor(settings=s, db=db, store=store, claims=claims,
                                  failed=failed, counters=self.counters,
                                  committer=self.committer, on_complete=self._complete,
-                                 extractors=extractors)
+                                 extractors=extractors, release_later=self._release_later)
         self.executor = ThreadPoolExecutor(max_workers=s.workers.count,
                                            thread_name_prefix="alfrd-worker")
         tracker = self.tracker = Tracker(self._tracker_settings(s), self._submit,
@@ -454,22 +457,32 @@ class Daemon:
         True when everything finished."""
         finished = True
         if self.executor is not None:
-            finished = self._drain(_left(deadline))
+            finished = self._drain(self.executor, _left(deadline))
         if self.committer is not None:
             self.committer.stop(_left(deadline))
             finished = finished and not self.committer.alive()
+        if self.releaser is not None:  # after the committer: it hands releases on
+            finished = self._drain(self.releaser, _left(deadline), cancel=False) and finished
         if self.jobs is not None:
             # Past the deadline a running job is cancelled (jobs.join allows it a short grace).
             finished = self.jobs.join(_left(deadline)) and finished
         return finished
 
-    def _drain(self, timeout: float) -> bool:
-        executor = self.executor
-        assert executor is not None
+    def _release_later(self, work: Callable[[], None]) -> None:
+        assert self.releaser is not None
+        try:
+            self.releaser.submit(work)
+        except RuntimeError:  # draining already (a late commit): release it here
+            work()
+
+    @staticmethod
+    def _drain(executor: ThreadPoolExecutor, timeout: float, *, cancel: bool = True) -> bool:
+        """Wait at most `timeout` for the executor's work; `cancel` drops what has not begun
+        (files not yet read stay in the inbox; releases must all run)."""
         done = threading.Event()
 
         def wait_all() -> None:
-            executor.shutdown(wait=True, cancel_futures=True)
+            executor.shutdown(wait=True, cancel_futures=cancel)
             done.set()
 
         threading.Thread(target=wait_all, daemon=True).start()
