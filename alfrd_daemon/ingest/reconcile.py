@@ -54,7 +54,8 @@ Connection = psycopg.Connection[DictRow]
 
 EXAMPLES = 50
 TEMP_PREFIXES = (".incoming-", ".probe-")
-STORE_NAME = re.compile(r"^([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{64})$")
+# ab/<sha256>, or ab/cd/<sha256> in a store written before 2026-12 (see store.py).
+STORE_NAME = re.compile(r"^([0-9a-f]{2})/(?:([0-9a-f]{2})/)?([0-9a-f]{64})$")
 _ESCAPED_BYTE = re.compile(rb"\\x([0-9a-f]{2})")
 
 PROBLEMS = {
@@ -135,11 +136,12 @@ class Report:
 
 # --- pure parts ----------------------------------------------------------------------------------
 def classify(relpath: str) -> tuple[str, bytes | None]:
-    """A store-relative path → ("file", digest) for ab/cd/<sha256> in its right place,
+    """A store-relative path → ("file", digest) for ab/<sha256> or ab/cd/<sha256> in its right
+    place,
     ("temp", None) for a half-written temporary file, ("identity", None) for the store's id
     file, else ("stray", None)."""
     m = STORE_NAME.match(relpath)
-    if m and m.group(3).startswith(m.group(1) + m.group(2)):
+    if m and m.group(3).startswith(m.group(1) + (m.group(2) or "")):
         return "file", bytes.fromhex(m.group(3))
     if relpath == IDENTITY_NAME:
         return "identity", None
@@ -149,8 +151,16 @@ def classify(relpath: str) -> tuple[str, bytes | None]:
 
 
 def store_relpath(digest: bytes) -> str:
-    h = digest.hex()
-    return f"{h[:2]}/{h[2:4]}/{h}"
+    return Store.relpath(digest.hex())
+
+
+def located_relpath(store: Path, digest: bytes) -> str:
+    """Where `store` holds the content: the current layout, else the older nested one."""
+    rel = store_relpath(digest)
+    if os.path.lexists(store / rel):
+        return rel
+    nested = Store.nested_relpath(digest.hex())
+    return nested if os.path.lexists(store / nested) else rel
 
 
 def compare(present: set[bytes], referenced: set[bytes]) -> tuple[set[bytes], set[bytes]]:
@@ -231,7 +241,7 @@ class Checker:
         referenced, elsewhere = self.scan_rows(conn, present)
         orphans, _ = compare(present, referenced | elsewhere)
         for digest in sorted(present & elsewhere - referenced):
-            self.report["copies_held_elsewhere"].add(path=store_relpath(digest))
+            self.report["copies_held_elsewhere"].add(path=located_relpath(self.store, digest))
         del present
         self.count_other_stores(conn)
         self.handle_orphans(conn, orphans)
@@ -408,7 +418,7 @@ class Checker:
     def handle_orphans(self, conn: Connection, orphans: set[bytes]) -> None:
         now = time.time()
         for digest in sorted(orphans):
-            rel = store_relpath(digest)
+            rel = located_relpath(self.store, digest)
             path = self.store / rel
             try:
                 age = now - os.lstat(path).st_ctime

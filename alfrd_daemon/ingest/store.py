@@ -1,4 +1,9 @@
-"""The content-addressed store: each distinct content once, at store/ab/cd/<sha256>.
+"""The content-addressed store: each distinct content once, at store/ab/<sha256>.
+
+Stores written before 2026-12 hold their files one level deeper, at store/ab/cd/<sha256>
+(65,536 folders, most of them made for a single file: a new folder costs ~230 µs on ext4, an
+existing one 3 µs). Those files stay where they are: rows record each file's path, a duplicate
+of one of them is recognised there, and `alfrd check` reads both layouts.
 
 A stored file is always a private copy (or, where the filesystem has one, a reflink) of exactly
 the bytes that were hashed, never a link to an inode that someone may still write: a writer
@@ -184,6 +189,11 @@ class Store:
 
     @staticmethod
     def relpath(sha256: str) -> str:
+        return f"{sha256[:2]}/{sha256}"
+
+    @staticmethod
+    def nested_relpath(sha256: str) -> str:
+        """Where a store written before 2026-12 holds the content."""
         return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
     def path(self, sha256: str) -> Path:
@@ -233,9 +243,14 @@ class Store:
     def adopt(self, incoming: Incoming, *, sync: bool) -> str:
         """Give a received copy its content address (or drop it when that content is stored
         already). Returns the store-relative path."""
+        nested = self.nested_relpath(incoming.sha256)
+        if _holds(self.root / nested, incoming.size, incoming.sha256):
+            # Stored before the layout changed: a second copy would be an orphan, since the
+            # content's row (sha256 is unique) keeps pointing at this one.
+            self.discard(incoming)
+            return nested
         dst = self.path(incoming.sha256)
-        dst.parent.parent.mkdir(exist_ok=True, mode=DIR_MODE)  # parents=True would make
-        dst.parent.mkdir(exist_ok=True, mode=DIR_MODE)  # the first level 0777 & ~umask
+        dst.parent.mkdir(exist_ok=True, mode=DIR_MODE)
         try:
             rename_noreplace(incoming.path, dst)
         except FileExistsError:

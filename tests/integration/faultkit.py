@@ -32,7 +32,7 @@ from tests.helpers import (
     write_config,
 )
 
-STORE_NAME = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{2}/([0-9a-f]{64})$")
+STORE_NAME = re.compile(r"^[0-9a-f]{2}/(?:[0-9a-f]{2}/)?([0-9a-f]{64})$")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 

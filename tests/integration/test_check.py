@@ -37,12 +37,15 @@ def counts(report: dict) -> dict[str, int]:
 # --- the pure parts ------------------------------------------------------------------------------
 def test_classify_and_compare_are_plain_set_arithmetic() -> None:
     digest = hashlib.sha256(b"x").hexdigest()
+    assert classify(f"{digest[:2]}/{digest}") == ("file", bytes.fromhex(digest))
+    # the layout of stores written before 2026-12
     assert classify(f"{digest[:2]}/{digest[2:4]}/{digest}") == ("file", bytes.fromhex(digest))
     assert classify(f"00/00/{digest}")[0] == "stray"  # in the wrong folder
+    assert classify(f"00/{digest}")[0] == "stray"
     assert classify(f"{digest[:2]}/{digest[2:4]}/.incoming-abc123")[0] == "temp"
     assert classify(".probe-xyz")[0] == "temp"
     assert classify("notes.txt")[0] == "stray"
-    assert store_relpath(bytes.fromhex(digest)) == f"{digest[:2]}/{digest[2:4]}/{digest}"
+    assert store_relpath(bytes.fromhex(digest)) == f"{digest[:2]}/{digest}"
     a, b, c = (bytes([i]) * 32 for i in range(3))
     assert compare({a, b}, {b, c}) == ({a}, {c})
     raw = os.fsdecode(b"bad\xffname.txt")
@@ -70,6 +73,30 @@ def test_clean_archive_checks_ok(tmp_path: Path, db_url: str) -> None:
     assert not counts(report)
     text = run_cli(config, "check").stdout
     assert "ok: nothing half-finished" in text
+
+
+def test_check_reads_a_store_of_the_older_nested_layout(tmp_path: Path, db_url: str) -> None:
+    config, _contents = make_archive(tmp_path, db_url)
+    store = tmp_path / "var" / "store"
+    for row in query(db_url, "SELECT id, sha256, stored_path FROM documents"
+                             " WHERE status <> 'failed'"):
+        digest = row["sha256"]
+        nested = f"{digest[:2]}/{digest[2:4]}/{digest}"
+        (store / nested).parent.mkdir(parents=True, exist_ok=True)
+        os.rename(store / row["stored_path"], store / nested)
+        query(db_url, "UPDATE documents SET stored_path = %s WHERE id = %s RETURNING id",
+              (nested, row["id"]))
+    orphan_data = b"an orphan of the older layout"
+    digest = sha(orphan_data)
+    orphan = store / digest[:2] / digest[2:4] / digest
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(orphan_data)
+    code, report = check_json(config, "--grace", "0")
+    assert code == 1
+    assert report["checked"]["store_files"] == 6
+    assert counts(report) == {"orphan_store_files": 1}, report
+    [example] = report["problems"]["orphan_store_files"]["examples"]
+    assert example["path"] == f"{digest[:2]}/{digest[2:4]}/{digest}"
 
 
 def test_check_finds_and_repairs_half_finished_work(tmp_path: Path, db_url: str) -> None:
@@ -106,6 +133,7 @@ def test_check_finds_and_repairs_half_finished_work(tmp_path: Path, db_url: str)
     assert report["info"]["recent_unreferenced"]["count"] == 1
 
     code, report = check_json(config, "--grace", "0")
+    assert code == 1
     assert counts(report) == {"claimed_by_dead_daemon": 1, "orphan_store_files": 1,
                               "store_temp_files": 1, "rows_without_file": 1,
                               "hash_mismatch": 1, "notes_without_file": 1}, counts(report)

@@ -72,6 +72,32 @@ def test_a_second_copy_of_stored_content_is_dropped_and_a_torn_one_replaced(
     assert not list(store.root.glob(".incoming-*"))
 
 
+def test_one_folder_level_and_content_stored_in_the_older_layout_stays_put(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    store.open()
+    src = tmp_path / "a.txt"
+    src.write_bytes(b"new content")
+    rel, _ = store.put_file(src, limit=1 << 20)
+    digest = sha(b"new content")
+    assert rel == f"{digest[:2]}/{digest}"
+    # A store written before 2026-12 held its files at ab/cd/<sha256>.
+    older = tmp_path / "older.txt"
+    older.write_bytes(b"stored long ago")
+    digest = sha(b"stored long ago")
+    nested = store.root / digest[:2] / digest[2:4] / digest
+    nested.parent.mkdir(parents=True)
+    nested.write_bytes(b"stored long ago")
+    rel, _ = store.put_file(older, limit=1 << 20)
+    assert rel == f"{digest[:2]}/{digest[2:4]}/{digest}"
+    assert not (store.root / digest[:2] / digest).exists(), "a second copy of stored content"
+    nested.write_bytes(b"")  # torn: the current layout gets a verified copy instead
+    rel, _ = store.put_file(older, limit=1 << 20)
+    assert rel == f"{digest[:2]}/{digest}"
+    assert (store.root / rel).read_bytes() == b"stored long ago"
+    assert not list(store.root.glob(".incoming-*"))
+
+
 def test_the_kernel_tells_whether_a_writer_has_a_file_open(tmp_path: Path) -> None:
     assert ignore_lease_breaks(), "pytest runs tests in the main thread"
     path = tmp_path / "f.txt"
