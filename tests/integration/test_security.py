@@ -149,7 +149,7 @@ def test_archive_folders_are_not_world_readable(tmp_path: Path, db_url: str) -> 
                 continue  # a failed file keeps its own mode, behind the closed folder
             assert not mode & 0o007, f"{path} is open to others: {oct(mode)}"
             checked.append(path)
-    assert any(p.parent.parent.parent == var / "store" for p in checked)
+    assert any(p.is_file() and p.parent.parent == var / "store" for p in checked)  # ab/<sha256>
     assert (var / "failed" / "empty.txt.error").exists()
     if backup.returncode == 0:
         assert any(p.is_file() and var / "backups" in p.parents for p in checked)
