@@ -137,9 +137,8 @@ class Report:
 # --- pure parts ----------------------------------------------------------------------------------
 def classify(relpath: str) -> tuple[str, bytes | None]:
     """A store-relative path → ("file", digest) for ab/<sha256> or ab/cd/<sha256> in its right
-    place,
-    ("temp", None) for a half-written temporary file, ("identity", None) for the store's id
-    file, else ("stray", None)."""
+    place, ("temp", None) for a half-written temporary file, ("identity", None) for the store's
+    id file, else ("stray", None)."""
     m = STORE_NAME.match(relpath)
     if m and m.group(3).startswith(m.group(1) + (m.group(2) or "")):
         return "file", bytes.fromhex(m.group(3))

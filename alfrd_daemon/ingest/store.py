@@ -244,10 +244,16 @@ class Store:
         """Give a received copy its content address (or drop it when that content is stored
         already). Returns the store-relative path."""
         nested = self.nested_relpath(incoming.sha256)
-        if _holds(self.root / nested, incoming.size, incoming.sha256):
-            # Stored before the layout changed: a second copy would be an orphan, since the
-            # content's row (sha256 is unique) keeps pointing at this one.
-            self.discard(incoming)
+        if os.path.lexists(self.root / nested):
+            # Stored before the layout changed: the content's row (sha256 is unique) keeps
+            # pointing there, so a copy in the new layout would be an orphan. A torn file there
+            # is replaced in place, as below.
+            if _holds(self.root / nested, incoming.size, incoming.sha256):
+                self.discard(incoming)
+            else:
+                os.replace(incoming.path, self.root / nested)
+            if sync:
+                _fsync_dir((self.root / nested).parent)
             return nested
         dst = self.path(incoming.sha256)
         dst.parent.mkdir(exist_ok=True, mode=DIR_MODE)

@@ -91,10 +91,11 @@ def test_one_folder_level_and_content_stored_in_the_older_layout_stays_put(
     rel, _ = store.put_file(older, limit=1 << 20)
     assert rel == f"{digest[:2]}/{digest[2:4]}/{digest}"
     assert not (store.root / digest[:2] / digest).exists(), "a second copy of stored content"
-    nested.write_bytes(b"")  # torn: the current layout gets a verified copy instead
+    nested.write_bytes(b"")  # torn, and its row points here: repaired in place
     rel, _ = store.put_file(older, limit=1 << 20)
-    assert rel == f"{digest[:2]}/{digest}"
-    assert (store.root / rel).read_bytes() == b"stored long ago"
+    assert rel == f"{digest[:2]}/{digest[2:4]}/{digest}"
+    assert nested.read_bytes() == b"stored long ago"
+    assert not (store.root / digest[:2] / digest).exists()
     assert not list(store.root.glob(".incoming-*"))
 
 
