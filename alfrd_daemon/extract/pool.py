@@ -112,6 +112,9 @@ def reply_cap(max_chars: int) -> int:
 
 def _worker_env() -> dict[str, str]:
     env = dict(os.environ)
+    # Tesseract's OpenMP threads make parallel single-page runs many times slower
+    # (tesseract-ocr/tesseract#3109); every child reads one document on one thread.
+    env["OMP_THREAD_LIMIT"] = "1"
     # The child must import this very package even when it is not installed.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(_PACKAGE_ROOT), env.get("PYTHONPATH"))))
     return env
@@ -330,8 +333,10 @@ class ExtractorPool:
 
     # --- serving ---
 
-    def run(self, kind: str, path: Path, limits: Limits) -> dict[str, Any]:
-        """The worker's result for the document at `path` (a dict with at least "text").
+    def run(self, kind: str, path: Path, limits: Limits,
+            options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The worker's result for the document at `path` (a dict with at least "text");
+        `options` (JSON values) reach the kind's handler as the request's "options".
 
         Raises PermanentExtractionError when the content is unusable or breaks a limit, and
         ExtractorUnavailable (PoolBusy, PoolClosed, WorkerStartError) when no child could serve.
@@ -340,21 +345,21 @@ class ExtractorPool:
         outcome: dict[str, Any] | Exception = PoolClosed("extractor pool closed")
         keep = False
         try:
-            outcome, keep = self._ask(child, kind, Path(path), limits)
+            outcome, keep = self._ask(child, kind, Path(path), limits, options or {})
         finally:
             self._release(child, keep)  # a child not kept is dead before the caller hears why
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
-    def _ask(self, child: _Child, kind: str, path: Path,
-             limits: Limits) -> tuple[dict[str, Any] | Exception, bool]:
+    def _ask(self, child: _Child, kind: str, path: Path, limits: Limits,
+             options: dict[str, Any]) -> tuple[dict[str, Any] | Exception, bool]:
         """(result or the error to raise, keep the child?) for one document."""
         label = _LABELS.get(kind, kind)
         ident, child.next_id = child.next_id, child.next_id + 1
         request = {"id": ident, "kind": kind, "path": str(path.resolve()),
                    "max_pages": limits.max_pdf_pages, "max_chars": limits.max_text_chars,
-                   "cpu_seconds": math.ceil(limits.timeout_seconds) + 1}
+                   "cpu_seconds": math.ceil(limits.timeout_seconds) + 1, "options": options}
         child.stderr_tail.clear()
         deadline = time.monotonic() + limits.timeout_seconds
         try:

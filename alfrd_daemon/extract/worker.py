@@ -13,7 +13,8 @@ length and that many bytes of UTF-8 JSON holding one object.
 
 - child → parent, once, when ready: ``{"hello": PROTOCOL, "pid": int, "kinds": [str, ...]}``
 - parent → child: ``{"id": int, "kind": str, "path": str, "max_pages": int, "max_chars": int,
-  "cpu_seconds": int}``
+  "cpu_seconds": int, "options": {...}}`` (options: what one kind needs beyond these, e.g.
+  OCR languages; may be absent)
 - child → parent, exactly one per request: ``{"id": int, "ok": true, "result": {...}}`` or
   ``{"id": int, "ok": false, "error": ERROR, "reason": str}`` where ERROR is "document" (the
   content is unusable; the child is fine), "memory" (the child hit RLIMIT_AS and exits),
@@ -160,6 +161,8 @@ def _bad_request(message: dict[str, Any]) -> str | None:
         value = message.get(name)
         if not isinstance(value, kind) or isinstance(value, bool):
             return f"field {name!r} is missing or not {kind.__name__}"
+    if not isinstance(message.get("options", {}), dict):
+        return "field 'options' is not an object"
     if message["kind"] not in HANDLERS:
         return f"no handler for kind {message['kind']!r}"
     return None

@@ -20,10 +20,12 @@ ALLOWED: dict[str, set[str]] = {
     "db": {"config", "foundation"},
     "extract": {"foundation"},
     "ingest": {"config", "db", "extract", "foundation"},
+    "ocr": {"config", "db", "extract", "foundation"},
     "jobs": {"config", "db", "ingest", "foundation"},
     "legacy": {"config", "db", "ingest", "foundation"},
-    "service": {"config", "db", "extract", "ingest", "jobs", "foundation"},
-    "cli": {"config", "db", "extract", "ingest", "jobs", "legacy", "service", "foundation"},
+    "service": {"config", "db", "extract", "ingest", "jobs", "ocr", "foundation"},
+    "cli": {"config", "db", "extract", "ingest", "jobs", "legacy", "ocr", "service",
+            "foundation"},
 }
 
 
