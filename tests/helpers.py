@@ -33,6 +33,8 @@ def write_config(tmp: Path, db_url: str | None, **overrides: Any) -> Path:
         "database": {"url": db_url, "pool_min": 1, "pool_max": 4},
         "workers": {"count": 2, "retry_initial": 0.2, "retry_max": 2, "drain_timeout": 20},
         "logging": {"level": "DEBUG"},
+        # Tests that expect images to stay pending rely on it; OCR tests turn it on.
+        "ocr": {"enabled": False},
     }
     for section, values in overrides.items():
         if isinstance(values, dict):

@@ -39,6 +39,7 @@ from alfrd_daemon.config.settings import (
     ExtractSettings,
     InboxSettings,
     LoggingSettings,
+    OcrSettings,
     SearchSettings,
     Settings,
     StoreSettings,
@@ -51,6 +52,9 @@ CONFIG_SEARCH_ORDER = ("/etc/alfrd/alfrd.yaml", "./config/alfrd.yaml")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MAX_FILE_SIZE_LIMIT = 2**50  # 1 PiB: far above any file a scanner writes, well inside off_t
 _LANGUAGE_RE = re.compile(r"^[a-z_]+$")
+_OCR_LANGUAGE_RE = re.compile(r"^[A-Za-z0-9_]{1,40}$")
+_OCR_LANGUAGES_EXPECTED = ("expected a list of Tesseract language names such as [eng, deu] "
+                           "(letters, digits and _)")
 
 
 class ConfigError(Exception):
@@ -78,6 +82,39 @@ def _language(value: object) -> str:
     if not _LANGUAGE_RE.match(name):
         raise ValueError("expected a PostgreSQL text search configuration such as english")
     return name
+
+
+def _ocr_languages(value: object) -> tuple[str, ...]:
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, str) and _OCR_LANGUAGE_RE.match(v) for v in value)):
+        raise ValueError(_OCR_LANGUAGES_EXPECTED)
+    return tuple(dict.fromkeys(value))  # in order, each once
+
+
+def _parse_ocr(o: Reader, problems: list[str]) -> OcrSettings:
+    ocr = OcrSettings(
+        enabled=o.get("enabled", boolean, "true or false"),
+        workers=o.get("workers", integer(0, 256)),
+        languages=o.get("languages", _ocr_languages),
+        page_timeout_seconds=o.get("page_timeout_seconds", number(0.1, 86400), "seconds"),
+        memory_limit_mb=o.get("memory_limit_mb", integer(64, 1024 * 1024)),
+        max_pages=o.get("max_pages", integer(1, 1_000_000)),
+        max_megapixels=o.get("max_megapixels", number(0.01, 10_000)),
+        dpi=o.get("dpi", integer(50, 1200)),
+        pdf_min_page_chars=o.get("pdf_min_page_chars", integer(0, 1_000_000)),
+        detect_orientation=o.get("detect_orientation", boolean, "true or false"),
+        max_attempts=o.get("max_attempts", integer(1, 100)),
+        lease_seconds=o.get("lease_seconds", number(1, 86400), "seconds"),
+        poll_seconds=o.get("poll_seconds", number(0.1, 3600), "seconds"),
+    )
+    # A lease shorter than a page could expire while the page is still being read, and a
+    # second worker would take the document over from a worker that is fine.
+    if ocr.lease_seconds <= ocr.page_timeout_seconds:
+        problems.append(
+            f"At 'ocr.lease_seconds': got {bound_text(ocr.lease_seconds)}, expected more than "
+            f"ocr.page_timeout_seconds ({bound_text(ocr.page_timeout_seconds)})")
+    o.finish()
+    return ocr
 
 
 def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
@@ -173,6 +210,8 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
     )
     e.finish()
 
+    ocr = _parse_ocr(top.section("ocr", defaults.ocr), problems)
+
     s = top.section("search", defaults.search)
     search = SearchSettings(
         language=s.get("language", _language, "a text search configuration name"))
@@ -203,6 +242,7 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
         database=database,
         workers=workers,
         extract=extract,
+        ocr=ocr,
         search=search,
         store=store,
         logging=logging_settings,

@@ -82,6 +82,23 @@ class ExtractSettings:
 
 
 @dataclass(frozen=True)
+class OcrSettings:
+    enabled: bool = True
+    workers: int = 0  # OCR processes; 0: one per core the daemon may use, less one (at least 1)
+    languages: tuple[str, ...] = ("eng",)
+    page_timeout_seconds: float = 120.0
+    memory_limit_mb: int = 1536
+    max_pages: int = 500
+    max_megapixels: float = 150.0
+    dpi: int = 300
+    pdf_min_page_chars: int = 20
+    detect_orientation: bool = True
+    max_attempts: int = 3
+    lease_seconds: float = 300.0
+    poll_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class SearchSettings:
     language: str = "english"
 
@@ -112,6 +129,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     workers: WorkerSettings = field(default_factory=WorkerSettings)
     extract: ExtractSettings = field(default_factory=ExtractSettings)
+    ocr: OcrSettings = field(default_factory=OcrSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
@@ -146,6 +164,11 @@ RESTART_KEYS: frozenset[str] = frozenset({
     "database.startup_timeout", "database.reconnect_timeout",
     "workers.count", "workers.queue_size", "workers.commit_batch", "store.fsync",
     "extract.workers", "extract.recycle_after",
+    # The OCR workers and their pool are built once at start.
+    "ocr.enabled", "ocr.workers", "ocr.languages", "ocr.page_timeout_seconds",
+    "ocr.memory_limit_mb", "ocr.max_pages", "ocr.max_megapixels", "ocr.dpi",
+    "ocr.pdf_min_page_chars", "ocr.detect_orientation", "ocr.max_attempts",
+    "ocr.lease_seconds", "ocr.poll_seconds",
 })
 # YAML keys whose value sits in a top-level Settings field of another name.
 PATH_FIELDS: dict[str, str] = {

@@ -204,6 +204,10 @@ NUMBER_KEYS = {
     "workers.commit_batch": False,
     "extract.timeout_seconds": False, "extract.max_text_chars": False,
     "extract.max_pdf_pages": False, "extract.memory_limit_mb": False,
+    "ocr.workers": True, "ocr.page_timeout_seconds": False, "ocr.memory_limit_mb": False,
+    "ocr.max_pages": False, "ocr.max_megapixels": False, "ocr.dpi": False,
+    "ocr.pdf_min_page_chars": True, "ocr.max_attempts": False, "ocr.lease_seconds": False,
+    "ocr.poll_seconds": False,
 }
 HOSTILE_NUMBERS = [-1, -0.5, float("nan"), float("inf"), float("-inf"), 10**30, 1e300, True,
                    False, "10", [1], {"a": 1}]
@@ -290,3 +294,23 @@ def test_a_key_with_a_newline_stays_on_one_line() -> None:
 def test_a_huge_value_is_shown_shortened() -> None:
     line = only_problem(nested("watch.mode", "x" * 10_000))
     assert len(line) < 300 and line.startswith("At 'watch.mode': got 'xxx"), line
+
+
+@pytest.mark.parametrize("value", [[], "eng", ["eng", ""], ["en g"], ["eng+deu"], [5],
+                                   ["../x"]], ids=repr)
+def test_hostile_ocr_languages(value: object) -> None:
+    line = only_problem(nested("ocr.languages", value))
+    assert line.startswith("At 'ocr.languages': got "), line
+    assert "Tesseract language names" in line, line
+
+
+def test_ocr_languages_keep_their_order_once_each() -> None:
+    s = parse_settings(nested("ocr.languages", ["deu", "eng", "deu"]), source="t",
+                       base_dir=REPO)
+    assert s.ocr.languages == ("deu", "eng")
+
+
+def test_the_ocr_lease_must_outlast_a_page() -> None:
+    line = only_problem({"ocr": {"lease_seconds": 60, "page_timeout_seconds": 60}})
+    assert line == ("At 'ocr.lease_seconds': got 60, expected more than "
+                    "ocr.page_timeout_seconds (60)")
