@@ -86,6 +86,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     for r in rows:
         extra = f"  ({r['error']})" if r["error"] else ""
+        if r["status"] == "pending" and r["ocr_state"] in ("queued", "running"):
+            extra = "  (waiting for OCR)" if r["ocr_state"] == "queued" else "  (OCR running)"
         tags = f"  [{', '.join(r['tags'])}]" if r["tags"] else ""
         print(f"{r['id']}  {r['created_at']:%Y-%m-%d %H:%M}  {r['status']:<9}  "
               f"{r['original_name']}{tags}{extra}")

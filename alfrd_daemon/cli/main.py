@@ -13,7 +13,19 @@ from collections.abc import Sequence
 import psycopg
 
 from alfrd_daemon import __version__
-from alfrd_daemon.cli import admin, check, config, documents, duckdb, jobs, retry, run, status
+from alfrd_daemon.cli import (
+    admin,
+    check,
+    config,
+    documents,
+    duckdb,
+    jobs,
+    ocr,
+    retry,
+    run,
+    status,
+    worker,
+)
 from alfrd_daemon.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -31,7 +43,8 @@ from alfrd_daemon.logs import mask_dsn
 DESCRIPTION = ("The `alfrd` command: run the daemon, and query or repair the archive from "
                "another shell.")
 # In the order `alfrd --help` lists them.
-COMMAND_MODULES = (run, documents, status, config, retry, admin, check, jobs, duckdb)
+COMMAND_MODULES = (run, worker, documents, status, config, retry, ocr, admin, check, jobs,
+                   duckdb)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (psycopg.OperationalError, ClusterError, OSError) as exc:
-        if args.func is run.cmd_run:  # the daemon reports its own start-up errors
+        if args.func in (run.cmd_run, worker.cmd_worker):  # they report their own start-up errors
             raise
         return _expected_failure(command, exc)
 

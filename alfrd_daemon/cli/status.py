@@ -20,7 +20,7 @@ from alfrd_daemon.cli.common import (
 )
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db import pool as dbmod
-from alfrd_daemon.db.queries import QUERIES
+from alfrd_daemon.db.queries import QUERIES, load_named_queries
 from alfrd_daemon.ingest.failed import FailedFolder
 from alfrd_daemon.logs import mask_dsn
 
@@ -50,6 +50,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                                  conn.execute(QUERIES["list_instances"])]
             report["stores"] = _stores_view(settings, conn)
             report["jobs"] = _job_status(conn, settings)
+            report["ocr"] = _ocr_status(conn, settings, report["daemons"])
     except (dbmod.DatabaseUnavailable, psycopg.OperationalError) as exc:
         report["database"] = {"state": "unreachable", "error": mask_dsn(str(exc))}
     if args.json:
@@ -76,6 +77,41 @@ def _stores_view(settings: Settings, conn: psycopg.Connection[DictRow]) -> list[
              and str(r["id"]) == local_id}
             for r in conn.execute(QUERIES["list_stores"])
             if r["id"] is not None or r["documents"]]
+
+
+RATE_WINDOW_SECONDS = 900
+
+
+def _ocr_status(conn: psycopg.Connection[DictRow], settings: Settings,
+                daemons: list[dict[str, Any]]) -> dict[str, Any]:
+    """The OCR queue, its recent rate and failures, and whether OCR can run: here (this
+    host's engine and languages) and in each running worker (as its heartbeat says)."""
+    q = load_named_queries("ocr.sql")
+    summary = dict(conn.execute(q["ocr_queue_summary"]).fetchone() or {})
+    rate = conn.execute(q["ocr_recent_rate"], {"window_seconds": RATE_WINDOW_SECONDS}).fetchone()
+    seconds = float(rate["seconds"]) if rate and rate["seconds"] else 0.0
+    failures = [{"id": str(r["document_id"]), "name": r["original_name"],
+                 "reason": r["last_error"], "attempts": r["attempts"]}
+                for r in conn.execute(q["ocr_recent_failures"], {"limit": 5})]
+    workers = [{"instance": d["instance"], **(d.get("ocr") or {})}
+               for d in daemons if d["running"] and d.get("ocr")]
+    return {**summary,
+            "pages_per_second": round(int(rate["pages"]) / seconds, 3) if rate and seconds
+            else None,
+            "rate_window_seconds": RATE_WINDOW_SECONDS,
+            "recent_failures": failures, "workers": workers,
+            "engine": _local_engine(settings)}
+
+
+def _local_engine(settings: Settings) -> dict[str, Any]:
+    from alfrd_daemon.ocr.reader import OcrUnavailable, check_languages, engine_version
+
+    languages = list(settings.ocr.languages)
+    try:
+        check_languages(languages)
+        return {"available": True, "version": engine_version(), "languages": languages}
+    except OcrUnavailable as exc:
+        return {"available": False, "reason": str(exc), "languages": languages}
 
 
 def _job_status(conn: psycopg.Connection[DictRow], settings: Settings) -> list[dict[str, Any]]:
@@ -120,6 +156,36 @@ def _print_status(report: dict[str, Any]) -> None:
         else:
             print(f"daemon:    {d['instance']} not running (last seen "
                   f"{d['heartbeat_age_seconds']:.0f} s ago)")
+    if "ocr" in report:
+        _print_ocr(report["ocr"])
     for job in report.get("jobs", []):
         print(f"job:       {job['job']}: last {job.get('last_outcome') or 'never run'}"
               f" at {job.get('last_finished') or '-'}; next {job.get('next_run') or '-'}")
+
+
+def _print_ocr(ocr: dict[str, Any]) -> None:
+    oldest = ocr.get("oldest_waiting")
+    since = f", the oldest since {oldest:%Y-%m-%d %H:%M:%S}" if oldest else ""
+    rate = ocr.get("pages_per_second")
+    rate_text = (f"{rate:g} pages/s over the last {ocr['rate_window_seconds'] // 60} min"
+                 if rate is not None else "no pages read in the last "
+                 f"{ocr['rate_window_seconds'] // 60} min")
+    print(f"ocr:       {ocr.get('documents_waiting', 0)} documents ({ocr.get('pages_waiting', 0)}"
+          f" pages) waiting for OCR{since}; {ocr.get('running', 0)} being read; {rate_text}; "
+          f"failed {ocr.get('failed', 0)}")
+    engine = ocr["engine"]
+    langs = "+".join(engine["languages"])
+    if engine["available"]:
+        print(f"ocr:       engine on this host: {engine['version']}, languages {langs}")
+    else:
+        print(f"ocr:       engine on this host UNAVAILABLE (documents wait as pending): "
+              f"{engine['reason']}")
+    for w in ocr["workers"]:
+        head = "ok" if w.get("available") else f"UNAVAILABLE: {w.get('unavailable')}"
+        print(f"ocr:       {w['instance']}: {w.get('workers', '?')} workers, "
+              f"{w.get('busy', 0)} busy, OCR {head}")
+    if not ocr["workers"] and ocr.get("documents_waiting"):
+        print("ocr:       no OCR worker is running: documents wait (enable ocr in a daemon or "
+              "start `alfrd worker`)")
+    for f in ocr["recent_failures"]:
+        print(f"ocr:       failed {f['id']} {f['name']}: {f['reason']} (alfrd retry {f['id']})")

@@ -21,6 +21,7 @@ EXTRACTOR_VERSIONS: dict[str, str] = {
     "html": "1",
     "email": "1",
     "pdf": "1",
+    "ocr": "1",  # OCR of images and scanned PDF pages (alfrd_daemon.ocr)
     "none": "1",  # types we do not read; bump when one of them gains an extractor
 }
 

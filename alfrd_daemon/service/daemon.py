@@ -43,6 +43,7 @@ from alfrd_daemon.ingest.work import Outcome, WorkItem
 from alfrd_daemon.ingest.writers import ignore_lease_breaks
 from alfrd_daemon.jobs.scheduler import JobScheduler, tracker_rescan_interval
 from alfrd_daemon.logs import event, mask_dsn, setup_logging
+from alfrd_daemon.ocr.service import OcrService
 from alfrd_daemon.sdnotify import Notifier
 from alfrd_daemon.service.health import Vitals, health_problem
 from alfrd_daemon.service.inbox_watch import InboxWatch
@@ -128,6 +129,7 @@ class Daemon:
         self.watch: InboxWatch | None = None
         self.jobs: JobScheduler | None = None
         self.monitor: Monitor | None = None
+        self.ocr: OcrService | None = None
         self.exit_code = 0
         self.abandoned = False  # set when shutdown left work running past the drain deadline
 
@@ -195,6 +197,11 @@ class Daemon:
               sd_notify=self.notifier.transport if self.notifier.enabled else "off")
         self.jobs = JobScheduler(s, target.conninfo, self.instance, tracker=tracker)
         self.jobs.start()
+        if s.ocr.enabled:
+            # Its own processes: a long scan never holds up the ingest of other files.
+            self.ocr = OcrService(s, db, store_root=s.store_path, store_id=store.id,
+                                  worker=self.instance)
+            self.ocr.start()
         self.monitor = Monitor(db=db, counters=self.counters, tracker=tracker, claims=claims,
                                store=store, instance=self.instance, host=instance_host(),
                                settings=lambda: self.settings, state=self.state,
@@ -380,7 +387,8 @@ class Daemon:
                 "watcher_alive": bool(self.watch is not None and self.watch.alive()),
                 "inbox": str(self.settings.inbox.path),
                 "health": self.health_problem() or "ok",
-                "reload_error": self.reload_error}
+                "reload_error": self.reload_error,
+                "ocr": self.ocr.state() if self.ocr is not None else None}
 
     # --- reload and signals --------------------------------------------------------------------
     def _install_signals(self) -> None:
@@ -434,6 +442,9 @@ class Daemon:
             self.watch.stop()
         if self.tracker is not None:
             self.tracker.stop()
+        if self.ocr is not None:
+            # Documents being read go back to the queue (released, not counted).
+            self.ocr.stop(timeout=_left(drain_by, 10))
         self.abandoned = not self._drain_all(drain_by)
         if self.abandoned:
             log.warning("drain timeout (%g s) passed with work in progress; its files stay "
@@ -515,6 +526,8 @@ class Daemon:
             self.committer.stop(5)
         if self.jobs is not None:
             self.jobs.stop()
+        if self.ocr is not None:
+            self.ocr.stop(timeout=5)
 
     def _shutdown_partial(self, close_by: float | None = None) -> None:
         close_by = time.monotonic() + STOP_GRACE_SECONDS if close_by is None else close_by

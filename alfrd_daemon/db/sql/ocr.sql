@@ -127,7 +127,7 @@ UPDATE documents d
 SET status = 'pending', error = NULL, updated_at = now()
 FROM ocr_jobs j
 WHERE j.document_id = d.id AND j.state = 'failed' AND d.status = 'failed'
-  AND (%(all)s OR d.id::text = ANY(%(ids)s::text[]))
+  AND (%(all)s OR d.id::text LIKE ANY(%(prefixes)s::text[]))
 RETURNING d.id, d.original_name;
 
 -- name: ocr_again
@@ -140,10 +140,20 @@ WHERE alfrd_ocr_mime(d.mime_type) AND d.stored_path IS NOT NULL
   AND (d.status IN ('pending', 'extracted')
        OR EXISTS (SELECT 1 FROM ocr_jobs j WHERE j.document_id = d.id AND j.state = 'failed'))
   AND ((%(all)s AND EXISTS (SELECT 1 FROM ocr_jobs j WHERE j.document_id = d.id))
-       OR d.id::text = ANY(%(ids)s::text[]))
+       OR d.id::text LIKE ANY(%(prefixes)s::text[]))
 RETURNING d.id, d.original_name;
 
 -- name: ocr_job_of
 SELECT state, attempts, last_error, pages_total, pages_done, lease_owner, enqueued_at,
        started_at, finished_at
 FROM ocr_jobs WHERE document_id = %(id)s;
+
+-- name: ocr_next_due
+-- When a worker with nothing to do should look again: the next queued job falling due (after
+-- a retry's backoff) or the next lease running out.
+SELECT extract(epoch FROM min(CASE WHEN j.state = 'queued' THEN j.not_before
+                                   ELSE j.lease_expires_at END) - now()) AS seconds
+FROM ocr_jobs j
+JOIN documents d ON d.id = j.document_id
+WHERE j.state IN ('queued', 'running') AND d.status = 'pending'
+  AND (d.store_id IS NULL OR %(store_id)s::uuid IS NULL OR d.store_id = %(store_id)s::uuid);

@@ -103,11 +103,14 @@ JOIN documents d ON d.id = hits.id
 ORDER BY hits.rank DESC, d.created_at DESC;
 
 -- name: list_documents
-SELECT id, original_name, source_path, tags, status, mime_type, size_bytes, created_at, error
-FROM documents
-WHERE (%(status)s::text IS NULL OR status = %(status)s)
-  AND (%(tag)s::text IS NULL OR tags @> ARRAY[%(tag)s::text])
-ORDER BY created_at DESC, id
+-- ocr_state: where a document stands in the OCR queue (NULL: OCR never had it).
+SELECT d.id, d.original_name, d.source_path, d.tags, d.status, d.mime_type, d.size_bytes,
+       d.created_at, d.error, j.state AS ocr_state
+FROM documents d
+LEFT JOIN ocr_jobs j ON j.document_id = d.id
+WHERE (%(status)s::text IS NULL OR d.status = %(status)s)
+  AND (%(tag)s::text IS NULL OR d.tags @> ARRAY[%(tag)s::text])
+ORDER BY d.created_at DESC, d.id
 LIMIT %(limit)s;
 
 -- name: show_document
