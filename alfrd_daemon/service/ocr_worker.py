@@ -80,6 +80,7 @@ class OcrWorker:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no reload: settings change on restart
         try:
             self.start()
         except (StartupError, OSError) as exc:

@@ -25,6 +25,7 @@ import pytest
 SYSTEMD_DIR = Path(__file__).resolve().parents[2] / "systemd"
 UNIT = SYSTEMD_DIR / "alfrd-daemon.service"
 TEMPLATE = SYSTEMD_DIR / "alfrd-daemon@.service"
+WORKER = SYSTEMD_DIR / "alfrd-worker.service"
 SYSUSERS = SYSTEMD_DIR / "alfrd.sysusers.conf"
 TMPFILES = SYSTEMD_DIR / "alfrd.tmpfiles.conf"
 BINARY = "/usr/bin/alfrd"
@@ -59,10 +60,12 @@ def _installable_copy(source: Path, name: str, tmp_path: Path) -> Path:
     return target
 
 
-UNITS = [(UNIT, "alfrd-daemon.service"), (TEMPLATE, "alfrd-daemon@test.service")]
+UNITS = [(UNIT, "alfrd-daemon.service"), (TEMPLATE, "alfrd-daemon@test.service"),
+         (WORKER, "alfrd-worker.service")]
+UNIT_IDS = ["service", "template-instance", "worker"]
 
 
-@pytest.mark.parametrize(("source", "name"), UNITS, ids=["service", "template-instance"])
+@pytest.mark.parametrize(("source", "name"), UNITS, ids=UNIT_IDS)
 def test_verify_is_clean(source: Path, name: str, tmp_path: Path) -> None:
     unit = _installable_copy(source, name, tmp_path)
     result = _run("systemd-analyze", "verify", unit)
@@ -82,7 +85,7 @@ def test_verify_only_misses_the_binary_when_not_installed() -> None:
         )
 
 
-@pytest.mark.parametrize(("source", "name"), UNITS, ids=["service", "template-instance"])
+@pytest.mark.parametrize(("source", "name"), UNITS, ids=UNIT_IDS)
 def test_security_exposure(source: Path, name: str, tmp_path: Path) -> None:
     unit = tmp_path / name
     shutil.copy(source, unit)
@@ -161,6 +164,21 @@ def test_template_differs_only_in_instance_specifics() -> None:
     assert {k: v for k, v in template.items() if k not in ignored} == {
         k: v for k, v in service.items() if k not in ignored
     }
+
+
+def test_worker_unit_is_the_daemons_without_inbox_reload_or_capabilities() -> None:
+    """`alfrd worker` runs sandboxed like the daemon; it watches no inbox (no CAP_LEASE) and
+    has no reload (SIGHUP is ignored)."""
+    service, worker = _service_settings(UNIT), _service_settings(WORKER)
+    assert worker["[Service]ExecStart"] == ["/usr/bin/alfrd worker --config "
+                                            "/etc/alfrd/alfrd.yaml"]
+    assert worker["[Service]CapabilityBoundingSet"] == [""]
+    assert worker["[Service]AmbientCapabilities"] == [""]
+    assert "[Service]ExecReload" not in worker
+    differ = {"[Service]ExecStart", "[Service]ExecReload", "[Unit]Description",
+              "[Service]CapabilityBoundingSet", "[Service]AmbientCapabilities"}
+    assert {k: v for k, v in worker.items() if k not in differ} == {
+        k: v for k, v in service.items() if k not in differ}
 
 
 def test_credential_name_is_documented() -> None:
