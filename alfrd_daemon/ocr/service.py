@@ -264,9 +264,9 @@ class OcrService:
                "mean_confidence": outcome.mean_confidence,
                "rotated_pages": list(outcome.rotated_pages), "seconds": round(seconds, 3),
                "truncated": outcome.truncated}
-        if self._complete(job, outcome.text, outcome.pages, ocr):
+        if self._complete(job, outcome.text, outcome.ocr_pages, ocr):
             self.stats.documents += 1
-            self.stats.pages += outcome.pages
+            self.stats.pages += outcome.ocr_pages
             self.stats.seconds += seconds
             log.info("OCR of %s done: %d pages (%d read by OCR) in %.1f s", name,
                      outcome.pages, outcome.ocr_pages, seconds)
