@@ -1,0 +1,245 @@
+"""The OCR stage end to end: the daemon and `alfrd worker` processes with real Tesseract and
+real PostgreSQL, tiny images. A dropped image becomes searchable (woken by LISTEN, long before
+the poll), a mixed PDF ends with both pages' text, a broken image fails after max_attempts
+and `alfrd retry` takes it again; with the language missing documents wait and status says
+why; a worker killed with SIGKILL mid-document, and the database cutting every connection
+mid-document, lose nothing and complete each document once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from tests.helpers import (
+    REPO,
+    DaemonProcess,
+    alfrd_env,
+    query,
+    run_cli,
+    wait_for,
+    write_config,
+)
+from tests.ocr_samples import image_bytes, image_pdf, make_text_image, mixed_pdf
+
+OCR_FAST = {"workers": 1, "dpi": 150, "detect_orientation": False, "max_attempts": 2,
+            "page_timeout_seconds": 20, "lease_seconds": 30, "poll_seconds": 60}
+
+
+class WorkerProcess(DaemonProcess):
+    """`alfrd worker` in a subprocess."""
+
+    def start(self) -> WorkerProcess:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "alfrd_daemon", "worker", "--config", str(self.config)],
+            stdout=self._log, stderr=subprocess.STDOUT, env=alfrd_env(self.env), cwd=REPO,
+            stdin=subprocess.DEVNULL)
+        return self
+
+
+def count_completions(db_url: str) -> None:
+    """A test-only trigger recording every write of an OCR result."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute("""
+            CREATE TABLE test_ocr_completions (document_id uuid NOT NULL,
+                                               at timestamptz NOT NULL DEFAULT now());
+            CREATE FUNCTION test_ocr_completed() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN INSERT INTO test_ocr_completions (document_id) VALUES (NEW.id); RETURN NULL;
+            END $$;
+            CREATE TRIGGER test_ocr_completed AFTER UPDATE OF status ON documents FOR EACH ROW
+            WHEN (NEW.status = 'extracted' AND NEW.extractor LIKE 'ocr/%%')
+            EXECUTE FUNCTION test_ocr_completed();""")
+
+
+def completions(db_url: str) -> dict[str, int]:
+    rows = query(db_url, "SELECT document_id::text AS id, count(*) AS n "
+                 "FROM test_ocr_completions GROUP BY 1")
+    return {r["id"]: r["n"] for r in rows}
+
+
+def document(db_url: str, name: str) -> dict[str, Any] | None:
+    rows = query(db_url, "SELECT d.id::text AS id, d.status, d.extractor, d.error, d.metadata, "
+                 "d.extracted_text, j.state, j.attempts, j.pages_done, j.enqueued_at, "
+                 "j.last_error FROM documents d LEFT JOIN ocr_jobs j ON j.document_id = d.id "
+                 "WHERE d.original_name = %s", (name,))
+    return rows[0] if rows else None
+
+
+def wait_document(db_url: str, name: str, what: str, cond: Any, timeout: float = 60,
+                  alive: Any = None) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        doc = document(db_url, name)
+        return doc if doc is not None and cond(doc) else None
+
+    return wait_for(check, timeout, f"{name}: {what} (now {document(db_url, name)})",
+                    alive=alive, interval=0.05)
+
+
+def drop(inbox: Path, name: str, data: bytes) -> None:
+    """Written beside the inbox and renamed in, as a scanner's upload would arrive."""
+    temp = inbox.parent / f".{name}.part"
+    temp.write_bytes(data)
+    temp.rename(inbox / name)
+
+
+def ocr_config(tmp: Path, base: Path, name: str, **ocr: Any) -> Path:
+    """The daemon's configuration (same database and store) with its own ocr: section."""
+    cfg = yaml.safe_load(base.read_text())
+    cfg["ocr"] = {"enabled": True, **OCR_FAST, **ocr}
+    path = tmp / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture
+def scan_pdf() -> bytes:
+    """Ten scanned pages, each a few words: long enough to be caught mid-document."""
+    return image_pdf([make_text_image(f"Page {n} ledger pelican {n}")
+                      for n in range(1, 11)])
+
+
+def test_the_daemon_reads_images_and_scans_and_fails_a_broken_one(tmp_path: Path,
+                                                                  db_url: str) -> None:
+    config = write_config(tmp_path, db_url, ocr={"enabled": True, **OCR_FAST},
+                          workers={"retry_initial": 0.2, "retry_max": 0.5})
+    inbox = tmp_path / "inbox"
+    with DaemonProcess(config, tmp_path / "daemon.log") as daemon:
+        # The worker has looked once at start; with poll_seconds 60 only LISTEN wakes it.
+        wait_for(lambda: query(db_url, "SELECT 1 FROM pg_stat_activity "
+                               "WHERE query = 'LISTEN alfrd_ocr'"),
+                 30, "the OCR listener", alive=daemon.assert_alive)
+        dropped = time.monotonic()
+        drop(inbox, "quokka.png", image_bytes(make_text_image(
+            "Invoice quokka 4711 kilowatt hours total"), "png"))
+        hits = wait_for(lambda: json.loads(run_cli(config, "search", "quokka",
+                                                   "--json").stdout),
+                        30, "the image to be found by its words", alive=daemon.assert_alive,
+                        interval=0.2)
+        picked_up = time.monotonic() - dropped
+        assert picked_up < 30, "woken by NOTIFY, not by the 60 s poll"
+        assert [h["name"] for h in hits] == ["quokka.png"]
+        doc = document(db_url, "quokka.png")
+        assert doc is not None and doc["extractor"] == "ocr/1"
+        meta = doc["metadata"]["ocr"]
+        assert meta["engine"].startswith("tesseract") and meta["languages"] == ["eng"]
+        assert (meta["pages"], meta["ocr_pages"]) == (1, 1)
+
+        # A PDF with a text page and a scanned page: both pages' words, in page order.
+        drop(inbox, "mixed.pdf", mixed_pdf(["Ledger heron column, balance carried forward"],
+                                           make_text_image("Scanned walrus receipt")))
+        mixed = wait_document(db_url, "mixed.pdf", "read",
+                              lambda d: d["status"] in ("extracted", "failed"),
+                              alive=daemon.assert_alive)
+        if mixed["extractor"] != "ocr/1":  # ingest kept the text layer: OCR it on request
+            out = run_cli(config, "ocr", "--again", mixed["id"]).stdout
+            assert f"queued for OCR: {mixed['id']}" in out
+        mixed = wait_document(db_url, "mixed.pdf", "OCR'd",
+                              lambda d: d["extractor"] == "ocr/1" and d["status"] == "extracted",
+                              alive=daemon.assert_alive)
+        text = mixed["extracted_text"]
+        assert "heron" in text and "walrus" in text.lower()
+        assert text.index("heron") < text.lower().index("walrus")
+        assert mixed["metadata"]["ocr"]["ocr_pages"] == 1
+
+        # A broken PNG fails max_attempts (2) times, then the document is failed with why.
+        drop(inbox, "broken.png", b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 200)
+        broken = wait_document(db_url, "broken.png", "failed", lambda d: d["state"] == "failed",
+                               alive=daemon.assert_alive)
+        assert broken["status"] == "failed" and broken["attempts"] == 2
+        assert broken["error"].startswith("OCR failed (2 attempts): ")
+        status = run_cli(config, "status").stdout
+        assert "failed 1" in status and f"failed {broken['id']} broken.png" in status, status
+        out = run_cli(config, "retry", broken["id"]).stdout
+        assert f"queued for OCR again: {broken['id']}" in out
+        again = wait_document(db_url, "broken.png", "failed again",
+                              lambda d: d["state"] == "failed"
+                              and d["enqueued_at"] > broken["enqueued_at"],
+                              alive=daemon.assert_alive)
+        assert again["attempts"] == 2
+        listed = run_cli(config, "list").stdout
+        assert "quokka.png" in listed
+    assert daemon.proc is not None and daemon.proc.returncode == 0
+
+
+def _running(db_url: str, name: str) -> Any:
+    return lambda d: d["state"] == "running" and d["pages_done"] >= 1
+
+
+def _terminate_connections(db_url: str) -> int:
+    rows = query(db_url, "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity "
+                 "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    return int(rows[0]["n"])
+
+
+def test_workers_wait_without_ocr_survive_kill_and_outage(tmp_path: Path, db_url: str,
+                                                          scan_pdf: bytes) -> None:
+    count_completions(db_url)
+    config = write_config(tmp_path, db_url)  # this daemon ingests only (ocr.enabled false)
+    inbox = tmp_path / "inbox"
+    missing = ocr_config(tmp_path, config, "missing.yaml", languages=["xxx"])
+    fast = ocr_config(tmp_path, config, "worker.yaml", lease_seconds=4,
+                      page_timeout_seconds=3)
+    with DaemonProcess(config, tmp_path / "daemon.log") as daemon:
+        # Without the language's data, documents wait as pending and status says why.
+        with WorkerProcess(missing, tmp_path / "missing.log") as idle:
+            drop(inbox, "waiting.png", image_bytes(make_text_image("Waiting okapi memo"),
+                                                   "png"))
+            wait_document(db_url, "waiting.png", "ingested", lambda d: d["state"] == "queued",
+                          alive=daemon.assert_alive)
+            wait_for(lambda: "OCR unavailable" in idle.log(), 30, "the worker to say why",
+                     alive=idle.assert_alive)
+            status = run_cli(missing, "status").stdout
+            assert "UNAVAILABLE" in status and "'xxx'" in status, status
+            assert "1 documents (1 pages) waiting for OCR" in status, status
+            listed = run_cli(missing, "list").stdout
+            assert "waiting.png  (waiting for OCR)" in listed, listed
+            doc = document(db_url, "waiting.png")
+            assert doc is not None and (doc["status"], doc["attempts"]) == ("pending", 0)
+        assert idle.proc is not None and idle.proc.returncode == 0
+
+        # A worker that can read takes it; one killed mid-document leaves it to the next.
+        drop(inbox, "scan.pdf", scan_pdf)
+        wait_document(db_url, "scan.pdf", "ingested", lambda d: d["state"] is not None,
+                      alive=daemon.assert_alive)
+        first = WorkerProcess(fast, tmp_path / "first.log").start()
+        try:
+            wait_document(db_url, "scan.pdf", "being read", _running(db_url, "scan.pdf"),
+                          alive=first.assert_alive)
+        finally:
+            first.kill()
+        with WorkerProcess(fast, tmp_path / "second.log") as second:
+            scan = wait_document(db_url, "scan.pdf", "OCR'd by the second worker",
+                                 lambda d: d["state"] == "done", alive=second.assert_alive)
+            assert scan["attempts"] == 2 and scan["status"] == "extracted"
+            assert all(f"Page {n} ledger pelican" in scan["extracted_text"]
+                       for n in range(1, 11))
+            waiting = wait_document(db_url, "waiting.png", "OCR'd once the engine is there",
+                                    lambda d: d["state"] == "done", alive=second.assert_alive)
+            assert "okapi" in waiting["extracted_text"].lower()
+
+            # The database drops every connection, again and again, mid-document.
+            drop(inbox, "outage.pdf", scan_pdf)
+            wait_document(db_url, "outage.pdf", "being read", _running(db_url, "outage.pdf"),
+                          alive=second.assert_alive)
+            cut_until = time.monotonic() + 2
+            while time.monotonic() < cut_until:
+                _terminate_connections(db_url)
+                time.sleep(0.1)
+            outage = wait_document(db_url, "outage.pdf", "OCR'd after the outage",
+                                   lambda d: d["state"] == "done", alive=second.assert_alive)
+            assert outage["status"] == "extracted"
+            assert "Page 10 ledger pelican" in outage["extracted_text"]
+        assert second.proc is not None and second.proc.returncode == 0
+        daemon.assert_alive()
+    ids = {n: document(db_url, n)["id"] for n in ("waiting.png", "scan.pdf", "outage.pdf")}  # type: ignore[index]
+    assert completions(db_url) == {ids[n]: 1 for n in ids}  # each OCR result written once
+    leftover = query(db_url, "SELECT state, count(*) AS n FROM ocr_jobs GROUP BY state")
+    assert leftover == [{"state": "done", "n": 3}]
