@@ -58,8 +58,9 @@ class OcrQueue:
                    original_name=row["original_name"])
 
     def renew(self, job: Job, pages_done: int, pages_total: int) -> bool:
-        """Extend the lease; False when it is no longer ours."""
-        with self.db.transaction() as cur:
+        """Extend the lease; False when it is no longer ours. Waits a short while for a
+        connection only: the page loop must not stall behind an outage."""
+        with self.db.transaction(timeout=min(5.0, self.lease_seconds / 4)) as cur:
             row = cur.execute(Q["ocr_renew"], {
                 "id": job.document_id, "owner": job.owner, "lease_seconds": self.lease_seconds,
                 "pages_done": pages_done, "pages_total": pages_total}).fetchone()
