@@ -33,11 +33,13 @@ if TYPE_CHECKING:
 PDF = "application/pdf"
 _POINTS_PER_INCH = 72.0
 # Orientation: OSD's orient_conf is a margin between the best and the runner-up orientation, not
-# a probability. A few lines of text give ~2.5-3.5, a full page 10 and more; a wrong guess on an
-# upright page stays below ~1. Rotating from 1.5 on catches small scans too; below SURE_CONF the
-# turned page is only kept when Tesseract reads it with a higher mean word confidence than the
-# page as it came, so a weak guess costs a second recognition instead of a page of garbage.
-ROTATE_MIN_CONF = 1.5
+# a probability. Measured on 80 random test images of 2-9 words (DejaVuSans, 40 px, turned by
+# 0/90/180/270): 52 answers, all right, at 1.5-4.9; 28 had too little text for an answer. A
+# dense A4 page at 300 dpi: 21-27. A page is turned from 1.0 on, which catches small
+# scans; below ROTATE_SURE_CONF the turned page is kept only when Tesseract reads it with a
+# higher mean word confidence than the page as it came, so a weak guess costs one more
+# recognition of a small page, never a page of garbage.
+ROTATE_MIN_CONF = 1.0
 ROTATE_SURE_CONF = 10.0
 _LANGUAGE = re.compile(r"^[A-Za-z0-9_]+(?:\+[A-Za-z0-9_]+)*$")
 
@@ -377,18 +379,26 @@ def orientation(image: PILImage.Image, tessdata: str) -> tuple[int, float]:
     return int(found.get("orient_deg", 0)) % 360, float(found.get("orient_conf", 0.0))
 
 
+def orientation_plan(degrees: int, confidence: float) -> str:
+    """What to do with OSD's verdict: "as_is", "turn" (sure enough), or "compare" (read the
+    page both ways and keep the reading Tesseract is more confident of)."""
+    if degrees % 360 == 0 or confidence < ROTATE_MIN_CONF:
+        return "as_is"
+    return "turn" if confidence >= ROTATE_SURE_CONF else "compare"
+
+
 def _read_upright(image: PILImage.Image, tessdata: str,
                   languages: str) -> tuple[str, float | None, int]:
     degrees, confidence = orientation(image, tessdata)
-    if degrees == 0 or confidence < ROTATE_MIN_CONF:
+    plan = orientation_plan(degrees, confidence)
+    if plan == "as_is":
         return (*_recognise(image, tessdata, languages), 0)
     turned = image.rotate(degrees, expand=True, fillcolor=255)
     text, mean = _recognise(turned, tessdata, languages)
-    if confidence >= ROTATE_SURE_CONF:
-        return text, mean, degrees
-    as_is, as_is_mean = _recognise(image, tessdata, languages)
-    if (as_is_mean or 0.0) > (mean or 0.0):
-        return as_is, as_is_mean, 0
+    if plan == "compare":
+        as_is, as_is_mean = _recognise(image, tessdata, languages)
+        if (as_is_mean or 0.0) > (mean or 0.0):
+            return as_is, as_is_mean, 0
     return text, mean, degrees
 
 
