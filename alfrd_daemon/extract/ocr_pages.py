@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from tesserocr import PyTessBaseAPI  # type: ignore[import-untyped]
 
 PDF = "application/pdf"
+# A reason that starts so is the installation's fault, not the document's: the parent turns it
+# into OcrUnavailable (the document waits) instead of failing the document.
+ENGINE_UNAVAILABLE = "OCR engine unavailable: "
 _POINTS_PER_INCH = 72.0
 # Orientation: OSD's orient_conf is a margin between the best and the runner-up orientation, not
 # a probability. Measured on 80 random test images of 2-9 words (DejaVuSans, 40 px, turned by
@@ -330,8 +333,9 @@ def _api(tessdata: str, languages: str) -> PyTessBaseAPI:
         try:
             api = PyTessBaseAPI(path=tessdata, lang=languages)
         except RuntimeError as exc:
-            # The parent checked the files; a model that does not load is a broken install.
-            raise RuntimeError(f"Tesseract cannot load {languages} from {tessdata}") from exc
+            # The parent saw the files; a model that does not load is a broken install.
+            raise BadImage(f"{ENGINE_UNAVAILABLE}Tesseract cannot load {languages} from "
+                           f"{tessdata} (a damaged .traineddata file?)") from exc
         _apis[(tessdata, languages)] = api
     return api
 
@@ -345,7 +349,10 @@ def _osd_api(tessdata: str) -> PyTessBaseAPI | None:
             return None
         from tesserocr import PSM, PyTessBaseAPI  # type: ignore[import-untyped]
 
-        api = PyTessBaseAPI(path=tessdata, lang="osd", psm=PSM.OSD_ONLY)
+        try:
+            api = PyTessBaseAPI(path=tessdata, lang="osd", psm=PSM.OSD_ONLY)
+        except RuntimeError:
+            return None  # orientation is a nicety: pages are read as they come
         _osd_apis[tessdata] = api
     return api
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -257,3 +258,19 @@ def test_a_missing_language_is_unavailable_naming_the_package(pool: ExtractorPoo
     assert "'fra'" in str(caught.value)
     assert "pip install tessdata.fast-fra" in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_damaged_model_is_unavailable_not_a_bad_document(pool: ExtractorPool, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    models = tmp_path / "tessdata"
+    models.mkdir()
+    (models / "eng.traineddata").write_bytes(b"half a download" * 100)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "empty-env"))
+    monkeypatch.setenv("TESSDATA_PREFIX", str(models))
+    path = tmp_path / "scan.png"
+    path.write_bytes(image_bytes(make_text_image(WORDS), "png"))
+    replaced = pool.replaced
+    with pytest.raises(OcrUnavailable) as caught:
+        ocr_document(pool, path, "image/png", ["eng"], LIMITS)
+    assert str(caught.value).startswith(f"Tesseract cannot load eng from {models}")
+    assert pool.replaced == replaced  # the child is fine; only the models are not
