@@ -202,7 +202,7 @@ def _load_frame(path: str, page: int, max_pixels: float) -> PILImage.Image:
     with _open_image(path, max_pixels) as image:
         if page:
             _seek(image, page)
-            _check_pixels(image.size[0] * image.size[1], max_pixels, page=page)
+            _check_pixels(image.size[0] * image.size[1], max_pixels)
         try:
             image.load()
             # Phones store a photo as the sensor saw it and say how to turn it in EXIF.
@@ -309,8 +309,7 @@ def _render_pdf_page(path: str, page: int, dpi: int, max_pixels: float) -> PILIm
         try:
             width, height = pdf_page.get_size()
             scale = dpi / _POINTS_PER_INCH
-            _check_pixels(abs(width * scale) * abs(height * scale), max_pixels, page=page,
-                          dpi=dpi)
+            _check_pixels(abs(width * scale) * abs(height * scale), max_pixels, dpi=dpi)
             try:
                 bitmap = pdf_page.render(scale=scale, grayscale=True, may_draw_forms=True)
                 return bitmap.to_pil().convert("L")

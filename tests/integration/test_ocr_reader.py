@@ -200,7 +200,7 @@ def test_a_pdf_page_over_the_pixel_cap_is_refused_before_rendering(pool: Extract
     path.write_bytes(image_pdf([make_text_image("poster")], resolution=0.5))  # 2000 x 320 in
     with pytest.raises(PermanentExtractionError) as caught:
         read(pool, path, "application/pdf")
-    assert caught.value.reason.startswith("page 1 of 1: page 1 image of ")
+    assert caught.value.reason.startswith("page 1 of 1: image of ")
     assert "megapixels at 300 dpi is over the limit of 150 (ocr.max_megapixels)" in (
         caught.value.reason)
 
@@ -244,6 +244,20 @@ def test_a_slow_page_times_out_and_the_pool_keeps_serving(pool: ExtractorPool,
         read(pool, slow, "application/pdf", limits)
     assert caught.value.reason == "page 1 of 1: OCR extraction timed out after 1.5 s"
     assert pool.replaced == replaced + 1
+    good = tmp_path / "after.png"
+    good.write_bytes(image_bytes(make_text_image(WORDS), "png"))
+    assert read(pool, good, "image/png").text.split() == WORDS.split()
+
+
+def test_a_page_over_the_memory_limit_names_the_page(pool: ExtractorPool,
+                                                     tmp_path: Path) -> None:
+    path = tmp_path / "letter.pdf"
+    path.write_bytes(make_pdf(["x"]))  # no text to speak of: rendered, at 1200 dpi 135 MP
+    limits = OcrLimits(timeout_seconds=30, memory_limit_mb=250, dpi=1200)
+    with pytest.raises(PermanentExtractionError) as caught:
+        read(pool, path, "application/pdf", limits)
+    assert caught.value.reason == ("page 1 of 1: OCR extraction exceeded the memory limit of "
+                                   "250 MB")
     good = tmp_path / "after.png"
     good.write_bytes(image_bytes(make_text_image(WORDS), "png"))
     assert read(pool, good, "image/png").text.split() == WORDS.split()
