@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from PIL import Image
 
 from alfrd_daemon.extract.api import PermanentExtractionError
 from alfrd_daemon.extract.pool import ExtractorPool
@@ -87,6 +89,30 @@ def test_each_image_format_gives_its_words(pool: ExtractorPool, tmp_path: Path, 
     assert outcome.languages == LANGUAGES and not outcome.truncated
 
 
+def _alpha_text(image: Image.Image) -> Image.Image:
+    """Black text on a fully transparent background (transparent is black in RGB)."""
+    rgba = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    rgba.putalpha(Image.eval(image, lambda value: 255 - value))
+    return rgba
+
+
+@pytest.mark.parametrize(("name", "convert", "save"), [
+    ("fax.tiff", lambda im: im.convert("1"), {"format": "TIFF", "compression": "group4"}),
+    ("print.jpg", lambda im: im.convert("CMYK"), {"format": "JPEG"}),
+    ("sixteen.png", lambda im: Image.frombytes(
+        "I;16", im.size, bytes(b for v in im.tobytes() for b in (0, v))), {"format": "PNG"}),
+    ("logo.png", _alpha_text, {"format": "PNG"}),
+])
+def test_pixel_formats_scanners_and_phones_write(pool: ExtractorPool, tmp_path: Path, name: str,
+                                                 convert: Callable[[Image.Image], Image.Image],
+                                                 save: dict[str, Any]) -> None:
+    path = tmp_path / name
+    convert(make_text_image(WORDS)).save(path, **save)
+    mime = "image/tiff" if name.endswith(".tiff") else (
+        "image/jpeg" if name.endswith(".jpg") else "image/png")
+    assert read(pool, path, mime).text.split() == WORDS.split()
+
+
 def test_multipage_tiff_in_page_order_with_progress(pool: ExtractorPool, tmp_path: Path) -> None:
     words = ["first zebra", "second giraffe", "third pelican"]
     path = tmp_path / "fax.tiff"
@@ -114,6 +140,15 @@ def test_orientation_detection_can_be_turned_off(pool: ExtractorPool, tmp_path: 
     outcome = read(pool, path, "image/png", detect_orientation=False)
     assert outcome.rotated_pages == []
     assert "quokka" not in outcome.text
+
+
+def test_a_phone_photo_is_turned_as_its_exif_says(pool: ExtractorPool, tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 3  # Orientation: stored upside down, show turned by 180 degrees
+    path = tmp_path / "IMG_0001.jpg"
+    make_text_image(WORDS, rotate=180).save(path, format="JPEG", exif=exif.tobytes())
+    outcome = read(pool, path, "image/jpeg", detect_orientation=False)
+    assert outcome.text.split() == WORDS.split()
 
 
 def test_english_and_german_together(pool: ExtractorPool, tmp_path: Path) -> None:
