@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from alfrd_daemon.extract.api import PermanentExtractionError
+from alfrd_daemon.extract.ocr_pages import ENGINE_UNAVAILABLE
 from alfrd_daemon.extract.pool import ExtractorPool
 from alfrd_daemon.pgsafe import clean_text
 
@@ -199,6 +200,9 @@ def _read_page(pool: ExtractorPool, path: Path, limits: OcrLimits, options: dict
     try:
         result = pool.run("ocr_page", path, limits, {**options, "page": index})
     except PermanentExtractionError as exc:
+        if exc.reason.startswith(ENGINE_UNAVAILABLE):
+            raise OcrUnavailable(f"{exc.reason.removeprefix(ENGINE_UNAVAILABLE)}: reinstall "
+                                 f"the language data") from exc
         raise PermanentExtractionError(f"page {index + 1} of {pages}: {exc.reason}") from exc
     if not isinstance(result.get("text"), str):
         raise PermanentExtractionError(f"OCR worker sent a malformed result for page {index + 1}")

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from PIL import Image
 
 from alfrd_daemon.extract.api import PermanentExtractionError
 from alfrd_daemon.extract.pool import ExtractorPool
@@ -86,6 +89,30 @@ def test_each_image_format_gives_its_words(pool: ExtractorPool, tmp_path: Path, 
     assert outcome.languages == LANGUAGES and not outcome.truncated
 
 
+def _alpha_text(image: Image.Image) -> Image.Image:
+    """Black text on a fully transparent background (transparent is black in RGB)."""
+    rgba = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    rgba.putalpha(Image.eval(image, lambda value: 255 - value))
+    return rgba
+
+
+@pytest.mark.parametrize(("name", "convert", "save"), [
+    ("fax.tiff", lambda im: im.convert("1"), {"format": "TIFF", "compression": "group4"}),
+    ("print.jpg", lambda im: im.convert("CMYK"), {"format": "JPEG"}),
+    ("sixteen.png", lambda im: Image.frombytes(
+        "I;16", im.size, bytes(b for v in im.tobytes() for b in (0, v))), {"format": "PNG"}),
+    ("logo.png", _alpha_text, {"format": "PNG"}),
+])
+def test_pixel_formats_scanners_and_phones_write(pool: ExtractorPool, tmp_path: Path, name: str,
+                                                 convert: Callable[[Image.Image], Image.Image],
+                                                 save: dict[str, Any]) -> None:
+    path = tmp_path / name
+    convert(make_text_image(WORDS)).save(path, **save)
+    mime = "image/tiff" if name.endswith(".tiff") else (
+        "image/jpeg" if name.endswith(".jpg") else "image/png")
+    assert read(pool, path, mime).text.split() == WORDS.split()
+
+
 def test_multipage_tiff_in_page_order_with_progress(pool: ExtractorPool, tmp_path: Path) -> None:
     words = ["first zebra", "second giraffe", "third pelican"]
     path = tmp_path / "fax.tiff"
@@ -113,6 +140,15 @@ def test_orientation_detection_can_be_turned_off(pool: ExtractorPool, tmp_path: 
     outcome = read(pool, path, "image/png", detect_orientation=False)
     assert outcome.rotated_pages == []
     assert "quokka" not in outcome.text
+
+
+def test_a_phone_photo_is_turned_as_its_exif_says(pool: ExtractorPool, tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 3  # Orientation: stored upside down, show turned by 180 degrees
+    path = tmp_path / "IMG_0001.jpg"
+    make_text_image(WORDS, rotate=180).save(path, format="JPEG", exif=exif.tobytes())
+    outcome = read(pool, path, "image/jpeg", detect_orientation=False)
+    assert outcome.text.split() == WORDS.split()
 
 
 def test_english_and_german_together(pool: ExtractorPool, tmp_path: Path) -> None:
@@ -199,7 +235,7 @@ def test_a_pdf_page_over_the_pixel_cap_is_refused_before_rendering(pool: Extract
     path.write_bytes(image_pdf([make_text_image("poster")], resolution=0.5))  # 2000 x 320 in
     with pytest.raises(PermanentExtractionError) as caught:
         read(pool, path, "application/pdf")
-    assert caught.value.reason.startswith("page 1 of 1: page 1 image of ")
+    assert caught.value.reason.startswith("page 1 of 1: image of ")
     assert "megapixels at 300 dpi is over the limit of 150 (ocr.max_megapixels)" in (
         caught.value.reason)
 
@@ -248,6 +284,20 @@ def test_a_slow_page_times_out_and_the_pool_keeps_serving(pool: ExtractorPool,
     assert read(pool, good, "image/png").text.split() == WORDS.split()
 
 
+def test_a_page_over_the_memory_limit_names_the_page(pool: ExtractorPool,
+                                                     tmp_path: Path) -> None:
+    path = tmp_path / "letter.pdf"
+    path.write_bytes(make_pdf(["x"]))  # no text to speak of: rendered, at 1200 dpi 135 MP
+    limits = OcrLimits(timeout_seconds=30, memory_limit_mb=250, dpi=1200)
+    with pytest.raises(PermanentExtractionError) as caught:
+        read(pool, path, "application/pdf", limits)
+    assert caught.value.reason == ("page 1 of 1: OCR extraction exceeded the memory limit of "
+                                   "250 MB")
+    good = tmp_path / "after.png"
+    good.write_bytes(image_bytes(make_text_image(WORDS), "png"))
+    assert read(pool, good, "image/png").text.split() == WORDS.split()
+
+
 def test_a_missing_language_is_unavailable_naming_the_package(pool: ExtractorPool,
                                                               tmp_path: Path) -> None:
     path = tmp_path / "scan.png"
@@ -257,3 +307,19 @@ def test_a_missing_language_is_unavailable_naming_the_package(pool: ExtractorPoo
     assert "'fra'" in str(caught.value)
     assert "pip install tessdata.fast-fra" in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_damaged_model_is_unavailable_not_a_bad_document(pool: ExtractorPool, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    models = tmp_path / "tessdata"
+    models.mkdir()
+    (models / "eng.traineddata").write_bytes(b"half a download" * 100)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "empty-env"))
+    monkeypatch.setenv("TESSDATA_PREFIX", str(models))
+    path = tmp_path / "scan.png"
+    path.write_bytes(image_bytes(make_text_image(WORDS), "png"))
+    replaced = pool.replaced
+    with pytest.raises(OcrUnavailable) as caught:
+        ocr_document(pool, path, "image/png", ["eng"], LIMITS)
+    assert str(caught.value).startswith(f"Tesseract cannot load eng from {models}")
+    assert pool.replaced == replaced  # the child is fine; only the models are not
