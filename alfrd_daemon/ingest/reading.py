@@ -54,8 +54,11 @@ class Reader:
     @property
     def limits(self) -> ExtractLimits:
         e = self.settings.extract
+        # The same threshold as OCR's: a PDF with a page under it waits for OCR (pending,
+        # its text-layer pages searchable meanwhile), and OCR reads exactly those pages.
         return ExtractLimits(timeout_seconds=e.timeout_seconds, max_text_chars=e.max_text_chars,
-                             max_pdf_pages=e.max_pdf_pages, memory_limit_mb=e.memory_limit_mb)
+                             max_pdf_pages=e.max_pdf_pages, memory_limit_mb=e.memory_limit_mb,
+                             pdf_min_page_chars=self.settings.ocr.pdf_min_page_chars)
 
     def read(self, path: Path, *, sync: bool = True) -> ReadResult:
         """Copy into the store while hashing, reading the file once, never following links

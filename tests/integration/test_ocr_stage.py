@@ -136,9 +136,6 @@ def test_the_daemon_reads_images_and_scans_and_fails_a_broken_one(tmp_path: Path
         mixed = wait_document(db_url, "mixed.pdf", "read",
                               lambda d: d["status"] in ("extracted", "failed"),
                               alive=daemon.assert_alive)
-        if mixed["extractor"] != "ocr/1":  # ingest kept the text layer: OCR it on request
-            out = run_cli(config, "ocr", "--again", mixed["id"]).stdout
-            assert f"queued for OCR: {mixed['id']}" in out
         mixed = wait_document(db_url, "mixed.pdf", "OCR'd",
                               lambda d: d["extractor"] == "ocr/1" and d["status"] == "extracted",
                               alive=daemon.assert_alive)
@@ -146,6 +143,17 @@ def test_the_daemon_reads_images_and_scans_and_fails_a_broken_one(tmp_path: Path
         assert "heron" in text and "walrus" in text.lower()
         assert text.index("heron") < text.lower().index("walrus")
         assert mixed["metadata"]["ocr"]["ocr_pages"] == 1
+
+        # `alfrd ocr --again` reads a document once more (after adding a language, say).
+        out = run_cli(config, "ocr", "--again", doc["id"]).stdout
+        assert f"queued for OCR: {doc['id']}" in out
+        wait_document(db_url, "quokka.png", "read again",
+                      lambda d: d["state"] == "done" and d["enqueued_at"] > doc["enqueued_at"],
+                      alive=daemon.assert_alive)
+        assert run_cli(config, "ocr", "--again", "--all").stdout.count("queued for OCR") == 2
+        for name in ("quokka.png", "mixed.pdf"):
+            wait_document(db_url, name, "read again", lambda d: d["state"] == "done",
+                          alive=daemon.assert_alive)
 
         # A broken PNG fails max_attempts (2) times, then the document is failed with why.
         drop(inbox, "broken.png", b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 200)

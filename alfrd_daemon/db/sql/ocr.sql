@@ -5,8 +5,11 @@
 -- never complete a document a second time.
 
 -- fragment: pages_estimate
--- Pages of a job: known once a worker opened it, else the PDF reader's count, else one.
+-- Pages a job has to OCR: known once a worker opened it, else the pages ingest found
+-- without a text layer, else the PDF's page count, else one (an image).
 coalesce(j.pages_total,
+         CASE WHEN jsonb_typeof(d.metadata -> 'ocr_pages') = 'array'
+              THEN jsonb_array_length(d.metadata -> 'ocr_pages') END,
          CASE WHEN jsonb_typeof(d.metadata -> 'pages') = 'number'
               THEN (d.metadata ->> 'pages')::numeric::integer END,
          1)
