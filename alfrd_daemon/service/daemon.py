@@ -370,6 +370,9 @@ class Daemon:
         state = "ok" if c["last_transient"] is None else f"WAITING ({c['last_transient']})"
         parts = [f"ingested {c['ingested']}", f"duplicates {c['duplicates']}",
                  f"failed {c['failed']}", f"queue {self.slots.taken}", f"database {state}"]
+        if self.ocr is not None:
+            parts.append(f"OCR {self.ocr.stats.documents} read" if self.ocr.unavailable is None
+                         else f"OCR UNAVAILABLE ({self.ocr.unavailable})")
         if self.reload_error:
             parts.append(f"config reload rejected: {self.reload_error}")
         if problem:
