@@ -107,12 +107,13 @@ def _parse_ocr(o: Reader, problems: list[str]) -> OcrSettings:
         lease_seconds=o.get("lease_seconds", number(1, 86400), "seconds"),
         poll_seconds=o.get("poll_seconds", number(0.1, 3600), "seconds"),
     )
-    # A lease shorter than a page could expire while the page is still being read, and a
-    # second worker would take the document over from a worker that is fine.
-    if ocr.lease_seconds <= ocr.page_timeout_seconds:
+    # The lease is renewed after each page, and the first renewal comes after the document
+    # was opened (its pages counted) and its first page read, each under the page timeout: a
+    # shorter lease could run out on a worker that is fine, and a second would take over.
+    if ocr.lease_seconds <= 2 * ocr.page_timeout_seconds:
         problems.append(
             f"At 'ocr.lease_seconds': got {bound_text(ocr.lease_seconds)}, expected more than "
-            f"ocr.page_timeout_seconds ({bound_text(ocr.page_timeout_seconds)})")
+            f"twice ocr.page_timeout_seconds ({bound_text(ocr.page_timeout_seconds)})")
     o.finish()
     return ocr
 

@@ -7,16 +7,23 @@ mid-document, lose nothing and complete each document once."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 import time
+import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import yaml
+from psycopg.types.json import Jsonb
 
+from alfrd_daemon.config.settings import OcrSettings, Settings
+from alfrd_daemon.db.pool import Database
+from alfrd_daemon.ocr.service import OcrService
 from tests.helpers import (
     REPO,
     DaemonProcess,
@@ -29,7 +36,7 @@ from tests.helpers import (
 from tests.ocr_samples import image_bytes, image_pdf, make_text_image, mixed_pdf
 
 OCR_FAST = {"workers": 1, "dpi": 150, "detect_orientation": False, "max_attempts": 2,
-            "page_timeout_seconds": 20, "lease_seconds": 30, "poll_seconds": 60}
+            "page_timeout_seconds": 10, "lease_seconds": 30, "poll_seconds": 60}
 
 
 class WorkerProcess(DaemonProcess):
@@ -192,8 +199,8 @@ def test_workers_wait_without_ocr_survive_kill_and_outage(tmp_path: Path,
     inbox = tmp_path / "inbox"
     missing = ocr_config(tmp_path, config, "missing.yaml", languages=["xxx"])
     # Pages at 300 dpi take a little longer: a wider window to catch a worker mid-document.
-    fast = ocr_config(tmp_path, config, "worker.yaml", lease_seconds=4, page_timeout_seconds=3,
-                      dpi=300)
+    fast = ocr_config(tmp_path, config, "worker.yaml", lease_seconds=4,
+                      page_timeout_seconds=1.9, dpi=300)
     with DaemonProcess(config, tmp_path / "daemon.log") as daemon:
         # Without the language's data, documents wait as pending and status says why.
         with WorkerProcess(missing, tmp_path / "missing.log") as idle:
@@ -251,3 +258,35 @@ def test_workers_wait_without_ocr_survive_kill_and_outage(tmp_path: Path,
     assert completions(db_url) == {ids[n]: 1 for n in ids}  # each OCR result written once
     leftover = query(db_url, "SELECT state, count(*) AS n FROM ocr_jobs GROUP BY state")
     assert leftover == [{"state": "done", "n": 3}]
+
+
+def test_stopping_puts_the_document_being_read_back_uncounted(tmp_path: Path,
+                                                               db_url: str) -> None:
+    """In-process: the service stopped mid-document releases its lease at once (no waiting
+    for it to expire) and the attempt is not counted."""
+    data = scan_pdf("heron")
+    sha = hashlib.sha256(data).hexdigest()
+    store = tmp_path / "store"
+    (store / sha[:2]).mkdir(parents=True)
+    (store / sha[:2] / sha).write_bytes(data)
+    settings = replace(Settings(), ocr=OcrSettings(workers=1, dpi=300, detect_orientation=False,
+                                                   page_timeout_seconds=10, lease_seconds=60))
+    db = Database(db_url, min_size=1, max_size=4)
+    db.open(timeout=10)
+    service = OcrService(settings, db, store_root=store, store_id=None, worker="in-process")
+    try:
+        service.start()
+        with psycopg.connect(db_url) as conn:
+            conn.execute("INSERT INTO documents (id, sha256, original_name, source_path, "
+                         "mime_type, stored_path, status, metadata) VALUES "
+                         "(%s, %s, 'heron.pdf', '/x', 'application/pdf', %s, 'pending', %s)",
+                         (str(uuid.uuid4()), sha, f"{sha[:2]}/{sha}", Jsonb({})))
+        wait_document(db_url, "heron.pdf", "being read", _running(db_url, "heron.pdf"))
+        assert service.stop(timeout=20)
+    finally:
+        service.stop(timeout=5)
+        db.close()
+    doc = document(db_url, "heron.pdf")
+    assert doc is not None
+    assert (doc["status"], doc["state"], doc["attempts"]) == ("pending", "queued", 0)
+    assert query(db_url, "SELECT lease_owner FROM ocr_jobs") == [{"lease_owner": None}]

@@ -311,6 +311,9 @@ def test_ocr_languages_keep_their_order_once_each() -> None:
 
 
 def test_the_ocr_lease_must_outlast_a_page() -> None:
-    line = only_problem({"ocr": {"lease_seconds": 60, "page_timeout_seconds": 60}})
-    assert line == ("At 'ocr.lease_seconds': got 60, expected more than "
-                    "ocr.page_timeout_seconds (60)")
+    line = only_problem({"ocr": {"lease_seconds": 60, "page_timeout_seconds": 30}})
+    assert line == ("At 'ocr.lease_seconds': got 60, expected more than twice "
+                    "ocr.page_timeout_seconds (30)")
+    ok = parse_settings({"ocr": {"lease_seconds": 61, "page_timeout_seconds": 30}},
+                        source="t", base_dir=REPO)
+    assert ok.ocr.lease_seconds == 61
