@@ -254,6 +254,10 @@ def test_garbage_image_and_garbage_pdf(pool: ExtractorPool, tmp_path: Path) -> N
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
     with pytest.raises(PermanentExtractionError, match=r"^unreadable image: "):
         read(pool, path, "image/png")
+    path = tmp_path / "really.png"  # a format OCR does not decode, whatever the name says
+    make_text_image(WORDS).save(path, format="PCX")
+    with pytest.raises(PermanentExtractionError, match=r"^unreadable image: cannot identify"):
+        read(pool, path, "image/png")
     path = tmp_path / "noise.pdf"
     path.write_bytes(b"%PDF-1.4\n" + os.urandom(300))
     with pytest.raises(PermanentExtractionError, match=r"^corrupt PDF: "):
