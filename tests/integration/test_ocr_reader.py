@@ -216,6 +216,16 @@ def test_long_text_is_cut_at_the_limit(pool: ExtractorPool, tmp_path: Path) -> N
     assert outcome.truncated and outcome.text == "Invoice quok"
 
 
+def test_pages_past_the_text_limit_are_not_read(pool: ExtractorPool, tmp_path: Path) -> None:
+    path = tmp_path / "fax.tiff"
+    path.write_bytes(multipage_tiff([make_text_image(w) for w in
+                                     ("first zebra", "second giraffe", "third pelican")]))
+    limits = OcrLimits(timeout_seconds=30, memory_limit_mb=1024, max_text_chars=8)
+    outcome = read(pool, path, "image/tiff", limits)
+    assert (outcome.text, outcome.truncated, outcome.pages, outcome.ocr_pages) == (
+        "first ze", True, 3, 1)
+
+
 # --- hostile input -------------------------------------------------------------------------------
 
 def test_a_50000_megapixel_png_is_refused_from_its_header(pool: ExtractorPool,
