@@ -45,6 +45,10 @@ _POINTS_PER_INCH = 72.0
 ROTATE_MIN_CONF = 1.0
 ROTATE_SURE_CONF = 10.0
 _LANGUAGE = re.compile(r"^[A-Za-z0-9_]+(?:\+[A-Za-z0-9_]+)*$")
+# The only decoders an OCR'd file may reach, whatever its name says (a JPEG named .png is fine):
+# Pillow would otherwise also try its other plugins, EPS among them, which runs Ghostscript.
+# (The JPEG opener also opens cameras' multi-picture JPEGs, MPO; HEIF is pillow-heif's.)
+IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "BMP", "DIB", "GIF", "HEIF")
 
 _apis: dict[tuple[str, str], PyTessBaseAPI] = {}  # (tessdata, "eng+deu") -> loaded models
 _osd_apis: dict[str, PyTessBaseAPI] = {}  # tessdata -> the orientation model
@@ -72,7 +76,7 @@ def probe(request: dict[str, Any]) -> dict[str, Any]:
         frames = _frame_count(image)
         if frames > request["max_pages"]:
             raise BadImage(f"image has {frames} pages, more than the limit of "
-                                f"{request['max_pages']}")
+                           f"{request['max_pages']}")
         for index in range(1, frames):
             _seek(image, index)
             _check_pixels(image.size[0] * image.size[1], max_pixels, page=index)
@@ -119,12 +123,12 @@ def _max_pixels(options: dict[str, Any]) -> float:
 
 def _check_pixels(pixels: float, max_pixels: float, *, page: int | None = None,
                   dpi: int | None = None) -> None:
+    """`page` only where the parent does not name the page itself (the probe)."""
     if pixels > max_pixels:
-        where = f"page {page + 1} " if page is not None else ""
+        where = f"page {page + 1}: " if page is not None else ""
         at = f" at {dpi} dpi" if dpi is not None else ""
-        raise BadImage(f"{'image' if not where else where + 'image'} of "
-                            f"{pixels / 1e6:,.0f} megapixels{at} is over the limit of "
-                            f"{max_pixels / 1e6:g} (ocr.max_megapixels)")
+        raise BadImage(f"{where}image of {pixels / 1e6:,.0f} megapixels{at} is over the "
+                       f"limit of {max_pixels / 1e6:g} (ocr.max_megapixels)")
 
 
 # --- images --------------------------------------------------------------------------------------
@@ -136,6 +140,7 @@ def _pil() -> Any:
     if not _heif_registered:
         from pillow_heif import register_heif_opener
 
+        Image.init()  # every plugin registered, so that IMAGE_FORMATS all name known openers
         register_heif_opener()
         _heif_registered = True
     return Image
@@ -151,7 +156,7 @@ def _open_image(path: str, max_pixels: float) -> Iterator[PILImage.Image]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", image_module.DecompressionBombWarning)
-            image = image_module.open(path)
+            image = image_module.open(path, formats=IMAGE_FORMATS)
     except image_module.DecompressionBombError as exc:
         raise BadImage(_bomb_reason(exc, max_pixels)) from exc
     except MemoryError:
@@ -305,7 +310,7 @@ def _render_pdf_page(path: str, page: int, dpi: int, max_pixels: float) -> PILIm
         except MemoryError:
             raise
         except Exception as exc:
-            raise BadImage(f"corrupt PDF page {page + 1}: {_brief(exc)}") from exc
+            raise BadImage(f"corrupt PDF page: {_brief(exc)}") from exc
         try:
             width, height = pdf_page.get_size()
             scale = dpi / _POINTS_PER_INCH
@@ -316,8 +321,8 @@ def _render_pdf_page(path: str, page: int, dpi: int, max_pixels: float) -> PILIm
             except MemoryError:
                 raise
             except Exception as exc:
-                raise BadImage(f"PDF page {page + 1} cannot be rendered: {_brief(exc)}"
-                                    ) from exc
+                raise BadImage(f"the PDF page cannot be rendered: {_brief(exc)}"
+                               ) from exc
         finally:
             pdf_page.close()
 

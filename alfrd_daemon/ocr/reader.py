@@ -145,6 +145,8 @@ def ocr_document(pool: ExtractorPool, path: Path, mime: str, languages: Sequence
                  limits: OcrLimits, *, detect_orientation: bool = True,
                  on_page: Callable[[int, int], None] | None = None) -> OcrOutcome:
     """The document's text: text-layer pages as they are, the others read by Tesseract.
+    `on_page(done, total)` follows each page read; pages whose text would fall past
+    `max_text_chars` are not read at all (truncated=True).
 
     Raises PermanentExtractionError (corrupt, bomb, too many pages, a page over its time or
     memory limit: the reason names the page), ExtractorUnavailable (pool closed or busy:
@@ -169,8 +171,14 @@ def ocr_document(pool: ExtractorPool, path: Path, mime: str, languages: Sequence
     confidences: list[float] = []
     rotated: list[int] = []
     truncated = probe.get("truncated") is True
+    read_pages = 0
     for done, index in enumerate(todo, start=1):
+        if _chars_before(page_text, index) >= limits.max_text_chars:
+            # The text is cut in page order: nothing from this page on would be kept.
+            truncated = True
+            break
         result = _read_page(pool, path, limits, options, index, len(page_text))
+        read_pages += 1
         page_text[index] = result["text"]
         if isinstance(result.get("confidence"), int | float):
             confidences.append(float(result["confidence"]))
@@ -182,9 +190,13 @@ def ocr_document(pool: ExtractorPool, path: Path, mime: str, languages: Sequence
     text = clean_text(_PAGE_SEPARATOR.join(t.strip("\n") for t in page_text if t and t.strip()))
     truncated = truncated or len(text) > limits.max_text_chars
     return OcrOutcome(
-        text=text[:limits.max_text_chars], pages=len(page_text), ocr_pages=len(todo),
+        text=text[:limits.max_text_chars], pages=len(page_text), ocr_pages=read_pages,
         mean_confidence=sum(confidences) / len(confidences) if confidences else None,
         rotated_pages=rotated, truncated=truncated, engine=engine, languages=language_list)
+
+
+def _chars_before(page_text: list[str | None], index: int) -> int:
+    return sum(len(text) + len(_PAGE_SEPARATOR) for text in page_text[:index] if text)
 
 
 def _page_texts(probe: dict[str, Any]) -> list[str | None]:

@@ -216,6 +216,16 @@ def test_long_text_is_cut_at_the_limit(pool: ExtractorPool, tmp_path: Path) -> N
     assert outcome.truncated and outcome.text == "Invoice quok"
 
 
+def test_pages_past_the_text_limit_are_not_read(pool: ExtractorPool, tmp_path: Path) -> None:
+    path = tmp_path / "fax.tiff"
+    path.write_bytes(multipage_tiff([make_text_image(w) for w in
+                                     ("first zebra", "second giraffe", "third pelican")]))
+    limits = OcrLimits(timeout_seconds=30, memory_limit_mb=1024, max_text_chars=8)
+    outcome = read(pool, path, "image/tiff", limits)
+    assert (outcome.text, outcome.truncated, outcome.pages, outcome.ocr_pages) == (
+        "first ze", True, 3, 1)
+
+
 # --- hostile input -------------------------------------------------------------------------------
 
 def test_a_50000_megapixel_png_is_refused_from_its_header(pool: ExtractorPool,
@@ -253,6 +263,10 @@ def test_garbage_image_and_garbage_pdf(pool: ExtractorPool, tmp_path: Path) -> N
     path = tmp_path / "noise.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
     with pytest.raises(PermanentExtractionError, match=r"^unreadable image: "):
+        read(pool, path, "image/png")
+    path = tmp_path / "really.png"  # a format OCR does not decode, whatever the name says
+    make_text_image(WORDS).save(path, format="PCX")
+    with pytest.raises(PermanentExtractionError, match=r"^unreadable image: cannot identify"):
         read(pool, path, "image/png")
     path = tmp_path / "noise.pdf"
     path.write_bytes(b"%PDF-1.4\n" + os.urandom(300))
