@@ -70,4 +70,6 @@ def cmd_retry(args: argparse.Namespace) -> int:
             print(f"back in the inbox: {m['inbox_path']}")
         for q in requeued:
             print(f"queued for OCR again: {q['id']}  {q['name']}")
+        if args.all and not moved and not requeued:
+            print("nothing to retry: the failed folder is empty and no OCR failed")
     return EXIT_OK if not missing else EXIT_PROBLEM
