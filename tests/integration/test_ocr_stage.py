@@ -291,3 +291,38 @@ def test_stopping_puts_the_document_being_read_back_uncounted(tmp_path: Path,
     assert doc is not None
     assert (doc["status"], doc["state"], doc["attempts"]) == ("pending", "queued", 0)
     assert query(db_url, "SELECT lease_owner FROM ocr_jobs") == [{"lease_owner": None}]
+
+
+def test_two_worker_processes_share_the_queue_each_document_once(tmp_path: Path,
+                                                                  db_url: str) -> None:
+    """Two `alfrd worker` processes, woken together by one commit of 40 small images: every
+    image is read, each exactly once, and both workers took part."""
+    count_completions(db_url)
+    config = ocr_config(tmp_path, write_config(tmp_path, db_url), "race.yaml")
+    store = tmp_path / "var" / "store"
+    with WorkerProcess(config, tmp_path / "a.log") as a, \
+            WorkerProcess(config, tmp_path / "b.log") as b:
+        rows = []
+        for n in range(40):
+            data = image_bytes(make_text_image(f"Item {n} marmot"), "png")
+            sha = hashlib.sha256(data).hexdigest()
+            (store / sha[:2]).mkdir(exist_ok=True)
+            (store / sha[:2] / sha).write_bytes(data)
+            rows.append((str(uuid.uuid4()), sha, f"item{n}.png", f"{sha[:2]}/{sha}"))
+        with psycopg.connect(db_url) as conn, conn.cursor() as cur:
+            cur.executemany("INSERT INTO documents (id, sha256, original_name, source_path, "
+                            "mime_type, stored_path, status) VALUES "
+                            "(%s, %s, %s, '/x', 'image/png', %s, 'pending')", rows)
+
+        def all_done() -> bool:
+            done = query(db_url, "SELECT count(*) AS n FROM ocr_jobs WHERE state = 'done'")
+            return done[0]["n"] == 40
+
+        wait_for(all_done, 90, "40 images read", alive=lambda: (a.assert_alive(),
+                                                                b.assert_alive()))
+    assert completions(db_url) == {r[0]: 1 for r in rows}
+    read = {w: w.log().count("alfrd.ocr OCR of item") for w in (a, b)}
+    assert sum(read.values()) == 40 and all(read.values()), read
+    texts = query(db_url, "SELECT count(*) AS n FROM documents WHERE extracted_text ILIKE "
+                  "'%%marmot%%' AND status = 'extracted'")
+    assert texts == [{"n": 40}]
