@@ -147,7 +147,11 @@ def _print_status(report: dict[str, Any]) -> None:
     ff = report["failed_folder"]
     print(f"failed/:   {ff['files']} files waiting in {ff['path']}")
     for d in report.get("daemons", []):
-        if d["running"]:
+        if d.get("role") == "ocr-worker":  # `alfrd worker`: its OCR state is under ocr:
+            state = "running" if d["running"] else (
+                f"not running (last seen {d['heartbeat_age_seconds']:.0f} s ago)")
+            print(f"worker:    {d['instance']} (OCR only) {state}")
+        elif d["running"]:
             print(f"daemon:    {d['instance']} running; queue {d.get('queue_depth', '?')}, "
                   f"watcher {d.get('watch_mode', '?')} "
                   f"{'ok' if d.get('watcher_alive') else 'DOWN'}, health {d.get('health')}, "

@@ -133,8 +133,10 @@ class OcrService:
         the pool). True when every thread ended within `timeout`."""
         self._stop.set()
         self.wake()
-        if self.pool is not None:
-            self.pool.close()  # a worker inside ocr_document gets PoolClosed and releases
+        with self._lock:  # not while _check_engine is starting the pool
+            pool = self.pool
+        if pool is not None:
+            pool.close()  # a worker inside ocr_document gets PoolClosed and releases
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
