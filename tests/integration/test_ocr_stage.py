@@ -214,6 +214,7 @@ def test_workers_wait_without_ocr_survive_kill_and_outage(tmp_path: Path,
             status = run_cli(missing, "status").stdout
             assert "UNAVAILABLE" in status and "'xxx'" in status, status
             assert "1 documents (1 pages) waiting for OCR" in status, status
+            assert "(OCR only) running" in status and "OCR UNAVAILABLE" in status, status
             listed = run_cli(missing, "list").stdout
             assert "waiting.png  (waiting for OCR)" in listed, listed
             doc = document(db_url, "waiting.png")
