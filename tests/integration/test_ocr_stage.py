@@ -27,6 +27,7 @@ from alfrd_daemon.ocr.service import OcrService
 from tests.helpers import (
     REPO,
     DaemonProcess,
+    NotifyListener,
     alfrd_env,
     query,
     run_cli,
@@ -294,15 +295,18 @@ def test_stopping_puts_the_document_being_read_back_uncounted(tmp_path: Path,
     assert query(db_url, "SELECT lease_owner FROM ocr_jobs") == [{"lease_owner": None}]
 
 
-def test_two_worker_processes_share_the_queue_each_document_once(tmp_path: Path,
-                                                                  db_url: str) -> None:
+def test_two_worker_processes_share_the_queue_each_document_once(
+        tmp_path: Path, db_url: str, listener: NotifyListener) -> None:
     """Two `alfrd worker` processes, woken together by one commit of 40 small images: every
-    image is read, each exactly once, and both workers took part."""
+    image is read, each exactly once, and both workers took part. One of them reports to a
+    service manager: READY=1, WATCHDOG=1, STOPPING=1 on SIGTERM."""
     count_completions(db_url)
     config = ocr_config(tmp_path, write_config(tmp_path, db_url), "race.yaml")
     store = tmp_path / "var" / "store"
-    with WorkerProcess(config, tmp_path / "a.log") as a, \
+    notify = listener.env({"WATCHDOG_USEC": "2000000"})
+    with WorkerProcess(config, tmp_path / "a.log", env=notify) as a, \
             WorkerProcess(config, tmp_path / "b.log") as b:
+        listener.wait(lambda m: m.get("READY") == "1", 30, "READY=1", alive=a.assert_alive)
         rows = []
         for n in range(40):
             data = image_bytes(make_text_image(f"Item {n} marmot"), "png")
@@ -321,6 +325,10 @@ def test_two_worker_processes_share_the_queue_each_document_once(tmp_path: Path,
 
         wait_for(all_done, 90, "40 images read", alive=lambda: (a.assert_alive(),
                                                                 b.assert_alive()))
+        listener.wait(lambda m: m.get("WATCHDOG") == "1", 10, "WATCHDOG=1",
+                      alive=a.assert_alive)
+    assert (a.proc.returncode, b.proc.returncode) == (0, 0)  # type: ignore[union-attr]
+    listener.wait(lambda m: m.get("STOPPING") == "1", 5, "STOPPING=1")
     assert completions(db_url) == {r[0]: 1 for r in rows}
     read = {w: w.log().count("alfrd.ocr OCR of item") for w in (a, b)}
     assert sum(read.values()) == 40 and all(read.values()), read
