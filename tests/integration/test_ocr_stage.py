@@ -172,6 +172,11 @@ def test_the_daemon_reads_images_and_scans_and_fails_a_broken_one(tmp_path: Path
         assert broken["error"].startswith("OCR failed (2 attempts): ")
         status = run_cli(config, "status").stdout
         assert "failed 1" in status and f"failed {broken['id']} broken.png" in status, status
+        ocr = json.loads(run_cli(config, "status", "--json").stdout)["ocr"]
+        assert (ocr["documents_waiting"], ocr["failed"]) == (0, 1)
+        assert ocr["pages_per_second"] > 0 and ocr["engine"]["available"] is True
+        assert [w["available"] for w in ocr["workers"]] == [True]
+        assert ocr["recent_failures"][0]["id"] == broken["id"]
         out = run_cli(config, "retry", broken["id"]).stdout
         assert f"queued for OCR again: {broken['id']}" in out
         again = wait_document(db_url, "broken.png", "failed again",
