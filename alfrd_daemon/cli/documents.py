@@ -22,7 +22,7 @@ from alfrd_daemon.cli.common import (
     whole_number,
 )
 from alfrd_daemon.config.settings import Settings
-from alfrd_daemon.db.queries import QUERIES
+from alfrd_daemon.db.queries import QUERIES, load_named_queries
 from alfrd_daemon.db.search import DEFAULT_RANK_WINDOW, search
 from alfrd_daemon.ingest.reconcile import stored_file_exists
 
@@ -106,9 +106,11 @@ def cmd_show(args: argparse.Namespace) -> int:
             return EXIT_PROBLEM
         row = rows[0]
         arrivals = conn.execute(QUERIES["document_arrivals"], {"id": row["id"]}).fetchall()
+        ocr_job = conn.execute(load_named_queries("ocr.sql")["ocr_job_of"],
+                               {"id": row["id"]}).fetchone()
     store = _holding_store(settings, row)
     doc = {**{k: v for k, v in row.items() if k not in _STORE_COLUMNS}, "id": str(row["id"]),
-           "store": store, "arrivals": arrivals}
+           "store": store, "arrivals": arrivals, "ocr_job": ocr_job}
     if args.json:
         print_json(doc)
         return EXIT_OK
@@ -118,6 +120,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         if doc.get(key) not in (None, [], ""):
             print(f"{key:>14}: {doc[key]}")
     print(f"{'store':>14}: {_store_text(store)}")
+    if ocr_job is not None:
+        print(f"{'ocr':>14}: {_ocr_job_text(ocr_job)}")
     print(f"{'arrivals':>14}: {len(arrivals)}")
     for a in arrivals:
         print(f"{'':>16}{a['arrived_at']:%Y-%m-%d %H:%M:%S}  {a['outcome']:<9}  "
@@ -158,3 +162,16 @@ def _store_text(store: dict[str, Any]) -> str:
         whose = {True: "its file is in this host's store",
                  False: "its file is not in this host's store", None: "no file recorded"}[here]
     return f"{where}; {whose}" + (f" ({store['error']})" if store.get("error") else "")
+
+
+def _ocr_job_text(job: dict[str, Any]) -> str:
+    state = {"queued": "waiting for OCR", "running": "being read by OCR", "done": "read by OCR",
+             "failed": "OCR failed"}.get(job["state"], job["state"])
+    parts = [state]
+    if job["state"] == "running" and job["pages_total"]:
+        parts.append(f"page {job['pages_done']} of {job['pages_total']}")
+    if job["attempts"]:
+        parts.append(f"attempts {job['attempts']}")
+    if job["last_error"] and job["state"] != "done":
+        parts.append(f"last error: {job['last_error']}")
+    return "; ".join(parts)

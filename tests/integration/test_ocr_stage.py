@@ -186,6 +186,8 @@ def test_the_daemon_reads_images_and_scans_and_fails_a_broken_one(tmp_path: Path
         assert again["attempts"] == 2
         listed = run_cli(config, "list").stdout
         assert "quokka.png" in listed
+        shown = run_cli(config, "show", again["id"]).stdout
+        assert "ocr: OCR failed; attempts 2; last error: " in shown, shown
     assert daemon.proc is not None and daemon.proc.returncode == 0
 
 
