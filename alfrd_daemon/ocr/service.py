@@ -342,6 +342,8 @@ class OcrService:
                             self.wake()
             except (DatabaseUnavailable, psycopg.Error) as exc:
                 log.debug("OCR listener: %s", exc)
+            except Exception:  # a bug must not end the listener: the poll covers meanwhile
+                log.exception("OCR listener error")
             finally:
                 self.listening = False
             self._stop.wait(DB_RETRY_SECONDS)
