@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 from alfrd_daemon.extract.zipguard import ZipRefused, check_zip
 
@@ -104,7 +104,10 @@ def extract_office(path: str, mime: str, max_chars: int,
     out = _Text(max_chars)
     result: dict[str, Any] = {"metadata": {}}
     try:
-        reader(path, out, result)
+        # An open file, not the path: the daemon's claimed copy has no extension, and openpyxl
+        # refuses a path that does not end in .xlsx.
+        with open(path, "rb") as fh:
+            reader(fh, out, result)
     except _Full:
         pass
     except (OfficeError, MemoryError):
@@ -143,13 +146,13 @@ def _hardened(module: Any) -> None:
         _HARDENED.add(module.__name__)
 
 
-def _docx(path: str, out: _Text, result: dict[str, Any]) -> None:
+def _docx(fh: BinaryIO, out: _Text, result: dict[str, Any]) -> None:
     import docx
     import docx.oxml.parser
     from docx.table import Table
 
     _hardened(docx.oxml.parser)
-    document = docx.Document(path)
+    document = docx.Document(fh)
     result["title"] = document.core_properties.title or None
 
     def blocks(items: Iterable[Any]) -> None:
@@ -183,13 +186,13 @@ def _table_rows(rows: Iterable[Iterable[str]], out: _Text) -> None:
         out.add("\t".join(cells).strip())
 
 
-def _xlsx(path: str, out: _Text, result: dict[str, Any]) -> None:
+def _xlsx(fh: BinaryIO, out: _Text, result: dict[str, Any]) -> None:
     from openpyxl.reader.excel import ExcelReader
     from openpyxl.styles.stylesheet import apply_stylesheet
 
     # load_workbook() would open every sheet's member to size it, even read-only (8 s for
     # 100,000 sheets); the reader's steps are run here instead, with the sheet list cut first.
-    reader = ExcelReader(path, read_only=True, data_only=True)
+    reader = ExcelReader(fh, read_only=True, data_only=True)
     try:
         reader.read_manifest()
         reader.read_strings()
@@ -224,12 +227,12 @@ def _cell_text(value: Any) -> str:
     return str(value)
 
 
-def _pptx(path: str, out: _Text, result: dict[str, Any]) -> None:
+def _pptx(fh: BinaryIO, out: _Text, result: dict[str, Any]) -> None:
     import pptx
     import pptx.oxml
 
     _hardened(pptx.oxml)
-    presentation = pptx.Presentation(path)
+    presentation = pptx.Presentation(fh)
     result["title"] = presentation.core_properties.title or None
     slides = list(presentation.slides)
     result["metadata"]["slides"] = len(slides)
@@ -256,12 +259,12 @@ def _shapes(shapes: Iterable[Any], depth: int) -> Iterator[Any]:
 
 # --- ODF ---------------------------------------------------------------------------------------
 
-def _odf(path: str, out: _Text, result: dict[str, Any]) -> None:
+def _odf(fh: BinaryIO, out: _Text, result: dict[str, Any]) -> None:
     from odf import teletype
     from odf.namespaces import TEXTNS
     from odf.opendocument import load
 
-    document = load(path)
+    document = load(fh)
     title = document.meta.getElementsByType(_odf_title_class())
     result["title"] = teletype.extractText(title[0]).strip() or None if title else None
     paragraph_tags = {(TEXTNS, "p"), (TEXTNS, "h")}
@@ -283,11 +286,10 @@ def _odf_title_class() -> Any:
 
 # --- RTF ---------------------------------------------------------------------------------------
 
-def _rtf(path: str, out: _Text, result: dict[str, Any]) -> None:
+def _rtf(fh: BinaryIO, out: _Text, result: dict[str, Any]) -> None:
     from striprtf.striprtf import rtf_to_text
 
-    with open(path, "rb") as fh:
-        data = fh.read(MAX_RTF_BYTES + 1)
+    data = fh.read(MAX_RTF_BYTES + 1)
     if not data.lstrip().startswith(b"{\\rtf"):
         raise OfficeError("not an RTF file: no {\\rtf header")
     if len(data) > MAX_RTF_BYTES:
@@ -298,7 +300,7 @@ def _rtf(path: str, out: _Text, result: dict[str, Any]) -> None:
     out.add(rtf_to_text(data.decode("latin-1"), errors="replace").strip())
 
 
-_READERS: dict[str, Callable[[str, _Text, dict[str, Any]], None]] = {
+_READERS: dict[str, Callable[[BinaryIO, _Text, dict[str, Any]], None]] = {
     DOCX: _docx, XLSX: _xlsx, PPTX: _pptx, RTF: _rtf,
     f"{ODF}.text": _odf, f"{ODF}.spreadsheet": _odf, f"{ODF}.presentation": _odf,
 }

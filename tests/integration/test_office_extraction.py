@@ -206,6 +206,27 @@ def test_rtf_by_content_and_not_rtf_by_name(tmp_path: Path, pool: ExtractorPool)
     assert "not an RTF file" in refused(fake, pool)
 
 
+def test_files_without_an_extension_are_read_by_their_given_name(
+        tmp_path: Path, pool: ExtractorPool) -> None:
+    # The daemon extracts from its claimed copy, whose name has no extension.
+    workbook = openpyxl.Workbook()
+    workbook.active["A1"] = "claimed coati"
+    workbook.save(tmp_path / "claim-1")
+    make_docx(tmp_path / "claim-2")
+    deck = pptx.Presentation()
+    deck.slides.add_slide(deck.slide_layouts[5]).shapes.title.text = "claimed caracal"
+    deck.save(tmp_path / "claim-3")
+    odt = OpenDocumentText()
+    odt.text.addElement(text.P(text="claimed civet"))
+    odt.save(str(tmp_path / "claim-4"))
+    for claim, name, words in (("claim-1", "b.xlsx", "claimed coati"),
+                               ("claim-2", "l.docx", "wombat"),
+                               ("claim-3", "d.pptx", "claimed caracal"),
+                               ("claim-4", "t.odt", "claimed civet")):
+        assert words in extract(tmp_path / claim, LIMITS, name=name, pool=pool).text, name
+        assert words in read(tmp_path / claim, pool).text, claim  # sniffed from the content
+
+
 def test_text_stops_at_max_chars(tmp_path: Path, pool: ExtractorPool) -> None:
     document = docx.Document()
     for i in range(200):
