@@ -17,6 +17,7 @@ loads these libraries.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import resource
 import shutil
@@ -343,14 +344,19 @@ def _run_tool(command: list[str], tool: str, max_chars: int,
               seconds: float) -> tuple[str, bool]:
     cap = max_chars * 4
 
-    def limit_output() -> None:
+    cpu = math.ceil(seconds) + 1
+
+    def limit_tool() -> None:
         # Runs in the forked tool, before exec; this child is single-threaded, so it is safe.
+        # The tool stays in our process group, so the parent's kill on overrun reaches it; its
+        # own CPU limit covers a parent that died. RLIMIT_AS it inherits from us.
         resource.setrlimit(resource.RLIMIT_FSIZE, (cap + 1, cap + 1))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
 
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         try:
             proc = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                                  timeout=seconds, preexec_fn=limit_output,
+                                  timeout=seconds, preexec_fn=limit_tool,
                                   env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"},
                                   check=False)
         except subprocess.TimeoutExpired as exc:

@@ -292,6 +292,22 @@ def test_a_broken_legacy_file_fails_with_the_tools_reason(tmp_path: Path,
     assert "not a Word, Excel or PowerPoint document" in refused(other, pool)
 
 
+def test_a_legacy_tool_that_hangs_is_stopped_and_the_file_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    hanging = tools / "antiword"
+    hanging.write_text("#!/bin/sh\nexec sleep 30\n")
+    hanging.chmod(0o755)
+    (tmp_path / "old.doc").write_bytes(ole_file("WordDocument"))
+    monkeypatch.setenv("PATH", f"{tools}:/usr/bin:/bin")
+    # 3 s for the document leaves the tool 1 s (cpu_seconds 4, less 3 for the reply).
+    with ExtractorPool(1) as own:
+        with pytest.raises(PermanentExtractionError, match="antiword did not finish within 1 s"):
+            read(tmp_path / "old.doc", own, ExtractLimits(timeout_seconds=3))
+        assert "wombat" in read(make_docx(tmp_path / "next.docx"), own).text
+
+
 # --- hostile containers --------------------------------------------------------------------------
 
 def rewrite(source: Path, target: Path, replace: dict[str, bytes]) -> Path:
