@@ -58,6 +58,8 @@ _PARSERS: dict[str, Callable[[bytes, bool], Parsed]] = {
     HTML: parse_html,
     EML: parse_email,
 }
+# Every type extract() reads; the rest come back "pending" with the "none" extractor.
+READ_TYPES = frozenset(_PARSERS) | {PDF} | OFFICE_MIMES
 
 
 def extract(path: Path, limits: ExtractLimits, *, name: str | None = None,

@@ -1,5 +1,6 @@
 """Office files through a running daemon: a docx and an xlsx become searchable, a zip bomb
-ends in failed/ with its reason, and the daemon keeps going."""
+ends in failed/ with its reason, the daemon keeps going, and a docx stored before office files
+were read gets its text from the next reindex."""
 
 from __future__ import annotations
 
@@ -63,4 +64,18 @@ def test_office_files_are_searchable_and_a_zip_bomb_fails(tmp_path: Path, db_url
         note = json.loads((failed / "bomb.docx.error").read_text())
         assert "zip bomb" in note["reason"] and "word/media/zeros.bin" in note["reason"]
         assert (failed / "bomb.docx").stat().st_size > 0
+
+        # A docx stored before office files had a reader: pending, no text, extractor none/1.
+        # The next reindex reads it again from the store.
+        query(db_url, "UPDATE documents SET status = 'pending', extracted_text = '', "
+                      "extractor = 'none/1', metadata = '{}' "
+                      "WHERE original_name = 'letter.docx' RETURNING id")
+        assert json.loads(run_cli(config, "search", "flamingo", "--json").stdout) == []
+        details = json.loads(run_cli(config, "jobs", "run", "reindex", "--json").stdout)
+        assert details["details"]["reextracted"] == 1, details
+        [row] = query(db_url, "SELECT status, extractor FROM documents "
+                              "WHERE original_name = 'letter.docx'")
+        assert row == {"status": "extracted", "extractor": "docx/1"}
+        found = json.loads(run_cli(config, "search", "flamingo", "--json").stdout)
+        assert [hit["name"] for hit in found] == ["letter.docx"]
         daemon.assert_alive()

@@ -15,6 +15,7 @@ from pathlib import Path
 import docx
 import openpyxl
 import pptx
+import psycopg
 import pytest
 from odf import draw, presentation, style, table, text
 from odf.opendocument import (
@@ -23,7 +24,9 @@ from odf.opendocument import (
     OpenDocumentText,
 )
 from pptx.util import Inches
+from psycopg.rows import dict_row
 
+from alfrd_daemon.config.parse import load_settings
 from alfrd_daemon.extract import zipguard
 from alfrd_daemon.extract.api import (
     EXTRACTOR_VERSIONS,
@@ -33,6 +36,8 @@ from alfrd_daemon.extract.api import (
 )
 from alfrd_daemon.extract.dispatch import extract
 from alfrd_daemon.extract.pool import ExtractorPool
+from alfrd_daemon.ingest.reextract import reextract_stale
+from tests.helpers import write_config
 from tests.samples import make_pdf
 
 pytestmark = pytest.mark.timeout(120)
@@ -485,3 +490,47 @@ def test_a_nested_archive_outside_the_embeddings_is_refused(tmp_path: Path,
 
 def test_office_extractors_are_versioned() -> None:
     assert EXTRACTOR_VERSIONS["none"] == "2"  # office files stored as pending before are stale
+
+
+# --- documents stored before office files were read ----------------------------------------------
+
+def test_stale_pending_rows_are_read_again_from_the_store(tmp_path: Path, db_url: str) -> None:
+    settings = load_settings(str(write_config(tmp_path, db_url)), environ={})
+    store = settings.store_path
+    store.mkdir(parents=True)
+    good = make_docx(store / "good").read_bytes()
+    (store / "broken").write_bytes(good[:len(good) // 2])
+    (store / "taken").write_bytes(good)
+    (store / "photo").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    rows = [  # name, stored file, status, extractor, mime type
+        ("old.docx", "good", "pending", "none/1", DOCX),
+        ("broken.docx", "broken", "pending", "none/1", DOCX),
+        ("taken.docx", "taken", "processing", "none/1", DOCX),  # a downstream worker has it
+        ("photo.png", "photo", "pending", "none/1", "image/png"),  # still nothing reads it
+        ("new.docx", "good", "pending", "none/2", DOCX),  # looked at by today's readers
+    ]
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+        for i, (name, stored, status, extractor, mime) in enumerate(rows):
+            conn.execute("INSERT INTO documents (sha256, original_name, source_path, status, "
+                         "extracted_text, extractor, mime_type, stored_path) "
+                         "VALUES (%s, %s, %s, %s, '', %s, %s, %s)",
+                         (f"{i:064x}", name, name, status, extractor, mime, stored))
+        counts = reextract_stale(settings, conn, batch_size=2, check=lambda: None)
+        assert counts == {"reextracted": 1, "reextract_unreadable": 1, "reextract_later": 0}
+        found = {r["original_name"]: r for r in conn.execute(
+            "SELECT original_name, status, extractor, title, error, extracted_text "
+            "FROM documents").fetchall()}
+        assert reextract_stale(settings, conn, batch_size=2, check=lambda: None)[
+            "reextracted"] == 0  # nothing is read twice
+    assert found["old.docx"]["status"] == "extracted"
+    assert found["old.docx"]["extractor"] == "docx/1"
+    assert found["old.docx"]["title"] == "Aardvark report"
+    assert "wombat" in found["old.docx"]["extracted_text"]
+    assert found["broken.docx"]["status"] == "pending"
+    assert found["broken.docx"]["extractor"] == "none/2"
+    assert found["broken.docx"]["error"].startswith("not a valid zip container")
+    for name, status, extractor in (("taken.docx", "processing", "none/1"),
+                                    ("photo.png", "pending", "none/1"),
+                                    ("new.docx", "pending", "none/2")):
+        assert (found[name]["status"], found[name]["extractor"],
+                found[name]["extracted_text"]) == (status, extractor, ""), name
