@@ -52,6 +52,10 @@ _LEGACY: dict[str, tuple[str, str, str]] = {
 }
 
 
+# The stream in which an OLE container keeps an encrypted OOXML document.
+_ENCRYPTED = "EncryptedPackage".encode("utf-16-le")
+
+
 class OfficeError(Exception):
     """The file's content cannot be read; `reason` is one sentence for the user."""
 
@@ -210,6 +214,9 @@ def _xlsx(fh: BinaryIO, out: _Text, result: dict[str, Any]) -> None:
         result["title"] = workbook.properties.title or None
         for sheet in workbook.worksheets:
             out.add(f"# {sheet.title}")
+            # Rows would be padded to the declared <dimension>: a 1 KB sheet that claims
+            # A1:XFD1048576 is 17 billion empty cells. Without it, a row is as wide as its cells.
+            sheet.reset_dimensions()
             for row in sheet.iter_rows(values_only=True):
                 line = "\t".join(_cell_text(value) for value in row).rstrip("\t")
                 if line:
@@ -327,15 +334,18 @@ def _legacy(path: str, mime: str, max_chars: int, seconds: float) -> dict[str, A
 def _ole_kind(path: str) -> str:
     """Which legacy format an OLE file (found by content, not name) holds: by the name of its
     main stream, stored in UTF-16LE in the directory."""
-    markers = {mime: name.encode("utf-16-le") for mime, (_, _, name) in _LEGACY.items()}
-    markers[XLS + "/5"] = "Book".encode("utf-16-le")  # Excel 5/95
+    markers = [(name.encode("utf-16-le"), mime) for mime, (_, _, name) in _LEGACY.items()]
+    markers.append(("Book".encode("utf-16-le"), XLS))  # Excel 5/95
+    markers.insert(0, (_ENCRYPTED, ""))
     tail = b""
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
             window = tail + chunk
-            for mime, marker in markers.items():
+            for marker, mime in markers:
                 if marker in window:
-                    return mime.split("/5")[0] if mime.endswith("/5") else mime
+                    if not mime:
+                        raise OfficeError("the document is encrypted (password-protected)")
+                    return mime
             tail = window[-64:]
     raise OfficeError("an OLE compound file that is not a Word, Excel or PowerPoint document")
 

@@ -24,6 +24,8 @@ OFFICE_MIMES = frozenset({
     "application/msword", "application/vnd.ms-excel", "application/vnd.ms-powerpoint",
     "application/x-ole-storage",
 })
+_OLE = "application/x-ole-storage"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP_MIMES = frozenset(m for m in OFFICE_MIMES if m.startswith((_OOXML, _ODF)))
 _EXTRACTORS = frozenset({"docx", "xlsx", "pptx", "odf", "rtf", "antiword", "xls2csv", "catppt"})
 
@@ -32,7 +34,10 @@ def parse_office(path: Path, mime: str, head: bytes, limits: ExtractLimits,
                  pool: ExtractorPool | None = None) -> Parsed:
     """The office file's text; raises PermanentExtractionError when the content is unusable.
     Without a pool (one-off commands), a pool of one child is started for this file alone."""
-    if mime in _ZIP_MIMES and not head.startswith(b"PK\x03\x04"):
+    if mime in _ZIP_MIMES and head.startswith(_OLE_MAGIC):
+        # A password-protected OOXML file is an OLE container, and so is a renamed .doc.
+        mime = _OLE
+    elif mime in _ZIP_MIMES and not head.startswith(b"PK\x03\x04"):
         # A renamed PDF or random bytes: spare a child the attempt.
         raise PermanentExtractionError("not an office document: the file is not a zip container")
     options = {"mime": mime}

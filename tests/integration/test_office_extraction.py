@@ -292,6 +292,9 @@ def test_a_broken_legacy_file_fails_with_the_tools_reason(tmp_path: Path,
                                ("old.ppt", "PowerPoint Document", "catppt")):
         (tmp_path / name).write_bytes(ole_file(stream))
         assert refused(tmp_path / name, pool).startswith(f"{tool} could not read the file")
+    encrypted = tmp_path / "secret.docx"  # a password-protected docx is an OLE container
+    encrypted.write_bytes(ole_file("EncryptedPackage"))
+    assert refused(encrypted, pool) == "the document is encrypted (password-protected)"
     other = tmp_path / "claim-4"
     other.write_bytes(ole_file("__substg1.0_0037001F"))  # an Outlook message
     assert "not a Word, Excel or PowerPoint document" in refused(other, pool)
@@ -445,6 +448,20 @@ def test_a_100000_sheet_workbook_keeps_the_first_sheets(tmp_path: Path,
     assert x.metadata == {"sheets": count, "sheets_skipped": count - 1000}
     assert x.text.count("chinchilla") == 1000
     assert "# S1000" in x.text and "# S1001" not in x.text
+
+
+def test_a_sheet_that_declares_a_huge_dimension_is_read_by_its_cells(
+        tmp_path: Path, pool: ExtractorPool) -> None:
+    book = tmp_path / "book.xlsx"
+    openpyxl.Workbook().save(book)
+    sheet = (b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+             b'<dimension ref="A1:XFD1048576"/><sheetData>'
+             b'<row r="1"><c r="A1" t="inlineStr"><is><t>first dormouse</t></is></c></row>'
+             b'<row r="1048576"><c r="B1048576" t="inlineStr"><is><t>last vole</t></is></c>'
+             b"</row></sheetData></worksheet>")
+    claims = rewrite(book, tmp_path / "claims.xlsx", {"xl/worksheets/sheet1.xml": sheet})
+    # Padded to its dimension, this 1 KB sheet would be 17 billion cells.
+    assert read(claims, pool).text.splitlines() == ["# Sheet", "first dormouse", "\tlast vole"]
 
 
 def test_corrupt_truncated_and_disguised_containers_fail_with_reasons(
