@@ -139,8 +139,10 @@ _HARDENED: set[str] = set()
 
 
 def _hardened(module: Any) -> None:
-    """Replace a library's module-level lxml parser by one that expands no entities, loads no
-    DTD and refuses huge trees (the libraries' own only turn off entity resolution)."""
+    """Replace a library's module-level lxml parser by one that says every option that keeps
+    hostile XML small: no entity expansion, no DTD, no network, no huge trees. The libraries'
+    own parsers turn off entity resolution and rely on lxml's defaults for the rest; a new
+    default must not loosen this."""
     if module.__name__ not in _HARDENED:
         from lxml import etree
 
@@ -172,12 +174,12 @@ def _docx(fh: BinaryIO, out: _Text, result: dict[str, Any]) -> None:
     for section in document.sections:
         for part in (section.header, section.first_page_header, section.even_page_header,
                      section.footer, section.first_page_footer, section.even_page_footer):
+            # Asked first: `.part` of an undefined header would add one to the document.
             if part.is_linked_to_previous:
                 continue
-            element_id = id(part._element)
-            if element_id in seen:
+            if id(part.part) in seen:
                 continue
-            seen.add(element_id)
+            seen.add(id(part.part))
             blocks(part.iter_inner_content())
 
 
@@ -185,7 +187,8 @@ def _table_rows(rows: Iterable[Iterable[str]], out: _Text) -> None:
     for row in rows:
         cells: list[str] = []
         for cell in row:
-            # Merged cells repeat their text in every grid cell they span.
+            # Merged cells repeat their text in every grid cell they span; this also drops a
+            # neighbour that happens to hold the same text, which search does not miss.
             if not cells or cell != cells[-1]:
                 cells.append(cell)
         out.add("\t".join(cells).strip())

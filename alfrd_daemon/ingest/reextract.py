@@ -2,8 +2,9 @@
 
 A row records what read it as "name/version". A row left `pending` by an older "none" (nothing
 read its type then) whose type has a reader now, such as an office file stored as none/1, is
-read again from its stored copy and gets its text. The reindex job runs this after it has
-brought every row to the search language.
+read again from its stored copy and gets its text; so is a row left pending for a reason that
+may have gone (`metadata.pending_reason`: antiword was not installed). The reindex job runs
+this after it has brought every row to the search language.
 
 A file that turns out unreadable keeps its row `pending` (its stored copy is intact, and no
 file is in `failed/` to retry), with the reason in `error` and the current "none" as its
@@ -40,7 +41,8 @@ def reextract_stale(settings: Settings, conn: psycopg.Connection[DictRow], *, ba
     """Read every stale pending row again; counts of what became of them. `conn` is in
     autocommit mode; `check` raises to stop between files."""
     current = f"none/{EXTRACTOR_VERSIONS['none']}"
-    counts = {"reextracted": 0, "reextract_unreadable": 0, "reextract_later": 0}
+    counts = {"reextracted": 0, "reextract_unreadable": 0, "reextract_later": 0,
+              "reextract_still_pending": 0}
     after = UUID(int=0)
     pool: ExtractorPool | None = None
     try:
@@ -77,6 +79,8 @@ def _reextract(reader: Reader, conn: psycopg.Connection[DictRow], row: dict[str,
                       title=None, metadata=Jsonb({}), error=clean_text(exc.reason))
         conn.execute(Q["reextract_update"], params)
         return "reextract_unreadable"
+    if x.status == "pending" and x.metadata.get("pending_reason") == row["pending_reason"]:
+        return "reextract_still_pending"  # the tool is still missing: nothing to write
     meta: dict[str, Any] = dict(x.metadata)
     if x.truncated:
         meta["text_truncated"] = True

@@ -25,6 +25,7 @@ from odf.opendocument import (
 )
 from pptx.util import Inches
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from alfrd_daemon.config.parse import load_settings
 from alfrd_daemon.extract import zipguard
@@ -519,23 +520,29 @@ def test_stale_pending_rows_are_read_again_from_the_store(tmp_path: Path, db_url
     (store / "broken").write_bytes(good[:len(good) // 2])
     (store / "taken").write_bytes(good)
     (store / "photo").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
-    rows = [  # name, stored file, status, extractor, mime type
-        ("old.docx", "good", "pending", "none/1", DOCX),
-        ("broken.docx", "broken", "pending", "none/1", DOCX),
-        ("taken.docx", "taken", "processing", "none/1", DOCX),  # a downstream worker has it
-        ("photo.png", "photo", "pending", "none/1", "image/png"),  # still nothing reads it
-        ("new.docx", "good", "pending", "none/2", DOCX),  # looked at by today's readers
+    (store / "ole").write_bytes(ole_file("WordDocument"))
+    missing = {"pending_reason": "antiword is not installed (apt install antiword)"}
+    rows = [  # name, stored file, status, extractor, mime type, metadata
+        ("old.docx", "good", "pending", "none/1", DOCX, {}),
+        ("broken.docx", "broken", "pending", "none/1", DOCX, {}),
+        ("taken.docx", "taken", "processing", "none/1", DOCX, {}),  # a downstream worker's
+        ("photo.png", "photo", "pending", "none/1", "image/png", {}),  # still nothing reads it
+        ("new.docx", "good", "pending", "none/2", DOCX, {}),  # looked at by today's readers
+        # Stored while antiword was missing; it is installed now (and finds the file bad).
+        ("old.doc", "ole", "pending", "antiword/1", "application/msword", missing),
     ]
     with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
-        for i, (name, stored, status, extractor, mime) in enumerate(rows):
+        for i, (name, stored, status, extractor, mime, meta) in enumerate(rows):
             conn.execute("INSERT INTO documents (sha256, original_name, source_path, status, "
-                         "extracted_text, extractor, mime_type, stored_path) "
-                         "VALUES (%s, %s, %s, %s, '', %s, %s, %s)",
-                         (f"{i:064x}", name, name, status, extractor, mime, stored))
+                         "extracted_text, extractor, mime_type, stored_path, metadata) "
+                         "VALUES (%s, %s, %s, %s, '', %s, %s, %s, %s)",
+                         (f"{i:064x}", name, name, status, extractor, mime, stored,
+                          Jsonb(meta)))
         counts = reextract_stale(settings, conn, batch_size=2, check=lambda: None)
-        assert counts == {"reextracted": 1, "reextract_unreadable": 1, "reextract_later": 0}
+        assert counts == {"reextracted": 1, "reextract_unreadable": 2, "reextract_later": 0,
+                          "reextract_still_pending": 0}
         found = {r["original_name"]: r for r in conn.execute(
-            "SELECT original_name, status, extractor, title, error, extracted_text "
+            "SELECT original_name, status, extractor, title, error, extracted_text, metadata "
             "FROM documents").fetchall()}
         assert reextract_stale(settings, conn, batch_size=2, check=lambda: None)[
             "reextracted"] == 0  # nothing is read twice
@@ -546,8 +553,30 @@ def test_stale_pending_rows_are_read_again_from_the_store(tmp_path: Path, db_url
     assert found["broken.docx"]["status"] == "pending"
     assert found["broken.docx"]["extractor"] == "none/2"
     assert found["broken.docx"]["error"].startswith("not a valid zip container")
+    assert (found["old.doc"]["status"], found["old.doc"]["extractor"]) == ("pending", "none/2")
+    assert found["old.doc"]["error"].startswith("antiword could not read the file")
+    assert found["old.doc"]["metadata"] == {}  # the old reason no longer holds
     for name, status, extractor in (("taken.docx", "processing", "none/1"),
                                     ("photo.png", "pending", "none/1"),
                                     ("new.docx", "pending", "none/2")):
         assert (found[name]["status"], found[name]["extractor"],
                 found[name]["extracted_text"]) == (status, extractor, ""), name
+
+
+def test_a_row_whose_tool_is_still_missing_is_left_as_it_was(
+        tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(str(write_config(tmp_path, db_url)), environ={})
+    settings.store_path.mkdir(parents=True)
+    (settings.store_path / "ole").write_bytes(ole_file("WordDocument"))
+    (tmp_path / "no-tools").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    missing = {"pending_reason": "antiword is not installed (apt install antiword)"}
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+        conn.execute("INSERT INTO documents (sha256, original_name, source_path, status, "
+                     "extracted_text, extractor, mime_type, stored_path, metadata) VALUES "
+                     "(%s, 'old.doc', 'old.doc', 'pending', '', 'antiword/1', "
+                     "'application/msword', 'ole', %s)", ("0" * 64, Jsonb(missing)))
+        before = conn.execute("SELECT * FROM documents").fetchall()
+        counts = reextract_stale(settings, conn, batch_size=10, check=lambda: None)
+        assert counts["reextract_still_pending"] == 1 and counts["reextracted"] == 0
+        assert conn.execute("SELECT * FROM documents").fetchall() == before
