@@ -322,6 +322,11 @@ _READERS: dict[str, Callable[[BinaryIO, _Text, dict[str, Any]], None]] = {
 def _legacy(path: str, mime: str, max_chars: int, seconds: float) -> dict[str, Any]:
     if mime == OLE:
         mime = _ole_kind(path)
+        if not mime:
+            # Not a bad file, just one we have no reader for: left to downstream workers.
+            return {"text": "", "truncated": False, "extractor": "none", "pending": True,
+                    "metadata": {"pending_reason": "an OLE compound file that is not a Word, "
+                                                   "Excel or PowerPoint document"}}
     tool, package, _ = _LEGACY[mime]
     extractor = tool
     found = shutil.which(tool)
@@ -335,8 +340,8 @@ def _legacy(path: str, mime: str, max_chars: int, seconds: float) -> dict[str, A
 
 
 def _ole_kind(path: str) -> str:
-    """Which legacy format an OLE file (found by content, not name) holds: by the name of its
-    main stream, stored in UTF-16LE in the directory."""
+    """Which legacy format an OLE file (found by content, not name) holds, "" for none: by the
+    name of its main stream, stored in UTF-16LE in the directory."""
     markers = [(name.encode("utf-16-le"), mime) for mime, (_, _, name) in _LEGACY.items()]
     markers.append(("Book".encode("utf-16-le"), XLS))  # Excel 5/95
     markers.insert(0, (_ENCRYPTED, ""))
@@ -350,7 +355,7 @@ def _ole_kind(path: str) -> str:
                         raise OfficeError("the document is encrypted (password-protected)")
                     return mime
             tail = window[-64:]
-    raise OfficeError("an OLE compound file that is not a Word, Excel or PowerPoint document")
+    return ""
 
 
 def _run_tool(command: list[str], tool: str, max_chars: int,

@@ -27,7 +27,8 @@ OFFICE_MIMES = frozenset({
 _OLE = "application/x-ole-storage"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP_MIMES = frozenset(m for m in OFFICE_MIMES if m.startswith((_OOXML, _ODF)))
-_EXTRACTORS = frozenset({"docx", "xlsx", "pptx", "odf", "rtf", "antiword", "xls2csv", "catppt"})
+_EXTRACTORS = frozenset({"docx", "xlsx", "pptx", "odf", "rtf", "antiword", "xls2csv", "catppt",
+                         "none"})
 
 
 def parse_office(path: Path, mime: str, head: bytes, limits: ExtractLimits,

@@ -298,8 +298,11 @@ def test_a_broken_legacy_file_fails_with_the_tools_reason(tmp_path: Path,
     encrypted.write_bytes(ole_file("EncryptedPackage"))
     assert refused(encrypted, pool) == "the document is encrypted (password-protected)"
     other = tmp_path / "claim-4"
-    other.write_bytes(ole_file("__substg1.0_0037001F"))  # an Outlook message
-    assert "not a Word, Excel or PowerPoint document" in refused(other, pool)
+    other.write_bytes(ole_file("__substg1.0_0037001F"))  # an Outlook message: not bad, unread
+    x = read(other, pool)
+    assert (x.status, x.extractor, x.mime_type) == ("pending", "none/2",
+                                                    "application/x-ole-storage")
+    assert "not a Word, Excel or PowerPoint document" in x.metadata["pending_reason"]
 
 
 def test_a_legacy_tool_that_hangs_is_stopped_and_the_file_fails(
