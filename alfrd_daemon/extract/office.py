@@ -30,7 +30,7 @@ from alfrd_daemon.extract.zipguard import ZipRefused, check_zip
 
 MAX_SHEETS = 1000
 MAX_RTF_BYTES = 32 * 1024 * 1024
-MAX_SHAPE_DEPTH = 20  # pptx group shapes, ODF frames: nesting deeper than this is not read
+MAX_SHAPE_DEPTH = 20  # pptx group shapes nested deeper than this are not read
 LEGACY_TIMEOUT_SECONDS = 20
 
 OOXML = "application/vnd.openxmlformats-officedocument"
