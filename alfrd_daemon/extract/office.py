@@ -251,7 +251,7 @@ def _pptx(fh: BinaryIO, out: _Text, result: dict[str, Any]) -> None:
         for shape in _shapes(slide.shapes, 0):
             if shape.has_text_frame:
                 out.add(shape.text_frame.text)
-            elif getattr(shape, "has_table", False) and shape.has_table:
+            elif getattr(shape, "has_table", False):  # a graphic frame holding a table
                 _table_rows(((cell.text for cell in row.cells) for row in shape.table.rows), out)
         if slide.has_notes_slide:
             notes = slide.notes_slide.notes_text_frame
