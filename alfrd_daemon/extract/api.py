@@ -40,10 +40,14 @@ class ExtractLimits:
     max_text_chars: int = 5_000_000  # extracted text is truncated to this (and truncated=True)
     max_pdf_pages: int = 5000  # more pages -> PermanentExtractionError
     memory_limit_mb: int = 1024  # RLIMIT_AS for the PDF child process
+    # A PDF page whose text layer has fewer non-space characters is a scan (or a scan with a
+    # stamped page number): the document stays pending, searchable by the text it has, for OCR.
+    pdf_min_page_chars: int = 20
 
     def __post_init__(self) -> None:
         if not (self.timeout_seconds > 0 and self.max_text_chars > 0
-                and self.max_pdf_pages > 0 and self.memory_limit_mb > 0):
+                and self.max_pdf_pages > 0 and self.memory_limit_mb > 0
+                and self.pdf_min_page_chars >= 0):
             raise ValueError(f"extraction limits must be positive: {self}")
 
 

@@ -164,7 +164,21 @@ def parse_pdf(path: Path, head: bytes, limits: ExtractLimits,
     metadata: dict[str, Any] = {"pages": reply["pages"]}
     if reply.get("page_errors"):
         metadata["page_errors"] = reply["page_errors"]
+    ocr_pages = _pages_for_ocr(reply, limits.pdf_min_page_chars)
+    if ocr_pages:
+        metadata["ocr_pages"] = ocr_pages
     title = reply.get("title") if isinstance(reply.get("title"), str) else None
-    # No text layer (a scan): left pending so that OCR picks it up.
+    # Pages without (enough of) a text layer are scans: the document is left pending so that
+    # OCR reads those pages; the text it has is stored now and searchable at once.
     return Parsed(reply["text"], "pdf", title, metadata,
-                  truncated=reply.get("truncated") is True, pending=not reply["text"].strip())
+                  truncated=reply.get("truncated") is True,
+                  pending=bool(ocr_pages) or not reply["text"].strip())
+
+
+def _pages_for_ocr(reply: dict[str, Any], min_chars: int) -> list[int]:
+    """0-based pages whose text layer is shorter than `min_chars` non-space characters."""
+    counts = reply.get("page_chars")
+    if not isinstance(counts, list):
+        return []
+    return [index for index, count in enumerate(counts)
+            if isinstance(count, int) and count < min_chars]

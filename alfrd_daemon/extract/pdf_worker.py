@@ -4,7 +4,8 @@ Usage: ``python -m alfrd_daemon.extract.pdf_worker <path> <max_pages> <max_chars
 
 pypdf can spin or balloon on hostile input, so it runs here, under resource limits set by the
 parent (`alfrd_daemon.extract.pdf`), which kills the whole process group on timeout. The reply
-is exactly one JSON object on stdout: ``{"text", "pages", "title", "truncated", "page_errors"}``
+is exactly one JSON object on stdout: ``{"text", "pages", "title", "truncated", "page_errors",
+"page_chars"}`` (page_chars: non-space characters of each page's text layer, for the pages read)
 with exit code EXIT_OK, or ``{"error": reason}`` with EXIT_BAD_PDF / EXIT_NO_MEMORY.
 """
 
@@ -84,12 +85,16 @@ def _page_text(reader: PdfReader, index: int) -> str | None:
         return None
 
 
-def _texts(reader: PdfReader, pages: int, max_chars: int) -> tuple[str, bool, int]:
+def _texts(reader: PdfReader, pages: int, max_chars: int) -> tuple[str, bool, int, list[int]]:
+    """(text, truncated, pages that failed, non-space characters of each page read); pages
+    past the character limit are not read, so `page_chars` can be shorter than `pages`."""
     parts: list[str] = []
+    page_chars: list[int] = []
     total = errors = 0
     skipped_pages = False
     for index in range(pages):
         text = _page_text(reader, index)
+        page_chars.append(0 if text is None else len("".join(text.split())))
         if text is None:
             errors += 1
             continue
@@ -102,7 +107,7 @@ def _texts(reader: PdfReader, pages: int, max_chars: int) -> tuple[str, bool, in
             break
     joined = _PAGE_SEPARATOR.join(parts)
     clean = clean_text(joined)
-    return clean[:max_chars], skipped_pages or len(clean) > max_chars, errors
+    return clean[:max_chars], skipped_pages or len(clean) > max_chars, errors, page_chars
 
 
 def _title(reader: PdfReader) -> str | None:
@@ -125,11 +130,11 @@ def extract_pdf(path: str, max_pages: int, max_chars: int) -> dict[str, Any]:
     pages = _page_count(reader)
     if pages > max_pages:
         raise BadPdf(f"PDF has {pages} pages, more than the limit of {max_pages}")
-    text, truncated, errors = _texts(reader, pages, max_chars)
+    text, truncated, errors, page_chars = _texts(reader, pages, max_chars)
     if pages and errors == pages:
         raise BadPdf("corrupt PDF: no page could be read")
     return {"text": text, "pages": pages, "title": _title(reader), "truncated": truncated,
-            "page_errors": errors}
+            "page_errors": errors, "page_chars": page_chars}
 
 
 def _quiet_libraries() -> None:

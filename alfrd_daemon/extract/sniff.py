@@ -54,7 +54,11 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x1f\x8b", "application/gzip"),
     (b"%!PS", "application/postscript"),
 )
-_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"})
+_HEIC_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis"})
+_HEIF_BRANDS = frozenset({b"mif1", b"msf1"})  # HEIF of any codec; HEIC names HEVC in its brand
+# The sizes a BMP's info header can have (BITMAPCOREHEADER .. BITMAPV5HEADER): "BM" alone is
+# two letters that a text file may well start with.
+_BMP_INFO_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
 _ZIP_MARKERS: tuple[tuple[bytes, str], ...] = (
     (b"word/", f"{_OOXML}.wordprocessingml.document"),
     (b"xl/", f"{_OOXML}.spreadsheetml.sheet"),
@@ -83,13 +87,22 @@ def _sniff_magic(head: bytes) -> str | None:
             return mime
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image/webp"
-    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIC_BRANDS:
         return "image/heic"
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return "image/heif"
+    if _is_bmp(head):
+        return "image/bmp"
     if head.startswith(b"PK\x03\x04"):
         return _sniff_zip(head)
     if _HTML_START.match(head[:1024]):
         return HTML
     return None
+
+
+def _is_bmp(head: bytes) -> bool:
+    return (head.startswith(b"BM") and len(head) >= 18 and head[6:10] == b"\x00" * 4
+            and int.from_bytes(head[14:18], "little") in _BMP_INFO_SIZES)
 
 
 def _sniff_zip(head: bytes) -> str:

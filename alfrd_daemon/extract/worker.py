@@ -88,9 +88,30 @@ def _office(request: dict[str, Any]) -> dict[str, Any]:
         raise DocumentError(exc.reason) from exc
 
 
+def _ocr_probe(request: dict[str, Any]) -> dict[str, Any]:
+    # Imported here: a child that never OCRs never loads Pillow, pdfium or Tesseract.
+    from alfrd_daemon.extract import ocr_pages
+
+    try:
+        return ocr_pages.probe(request)
+    except ocr_pages.BadImage as exc:
+        raise DocumentError(exc.reason) from exc
+
+
+def _ocr_page(request: dict[str, Any]) -> dict[str, Any]:
+    from alfrd_daemon.extract import ocr_pages
+
+    try:
+        return ocr_pages.ocr_page(request)
+    except ocr_pages.BadImage as exc:
+        raise DocumentError(exc.reason) from exc
+
+
 HANDLERS: dict[str, Handler] = {
     "pdf": _pdf,
     "office": _office,
+    "ocr_probe": _ocr_probe,
+    "ocr_page": _ocr_page,
 }
 
 _REQUEST_FIELDS: dict[str, type] = {

@@ -60,7 +60,7 @@ def test_each_supported_type_becomes_a_searchable_row(tmp_path: Path, db_url: st
         "page.html": b"<html><head><title>Axolotl receipt</title><script>var hidden='zebra';"
                      b"</script></head><body><p>Paid &amp; settled</p></body></html>",
         "mail.eml": make_eml("Your wombat invoice", "Amount due: 42 EUR for the wombat."),
-        "scan.pdf": make_pdf(["Quarterly pangolin statement", "kilowatt hours"]),
+        "scan.pdf": make_pdf(["Quarterly pangolin statement", "kilowatt hours used this quarter"]),
         "photo.png": PNG_1PX,
     }
     with DaemonProcess(config, tmp_path / "daemon.log") as daemon:

@@ -426,12 +426,12 @@ def test_the_daemon_reads_pdfs_with_its_long_lived_extractors(tmp_path: Path,
         before = wait_for(lambda: len(_extractor_children(daemon.proc.pid)) == 2
                           and _extractor_children(daemon.proc.pid), 20, "two extractors")
         for i in range(6):
-            (inbox / f"statement{i}.pdf").write_bytes(make_pdf([f"pangolin statement {i}"]))
+            (inbox / f"statement{i}.pdf").write_bytes(make_pdf([f"pangolin bank statement {i}"]))
         wait_for(lambda: len(query(db_url, "SELECT 1 FROM documents WHERE status = "
                                            "'extracted'")) == 6, 30, "six PDFs",
                  alive=daemon.assert_alive)
         assert _extractor_children(daemon.proc.pid) == before, "extractors were replaced"
         rows = query(db_url, "SELECT extracted_text FROM documents ORDER BY original_name")
         assert [r["extracted_text"].strip() for r in rows] == [
-            f"pangolin statement {i}" for i in range(6)]
+            f"pangolin bank statement {i}" for i in range(6)]
     assert not _extractor_children(daemon.proc.pid), "extractors outlived the daemon"

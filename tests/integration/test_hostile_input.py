@@ -358,7 +358,7 @@ def test_odd_names_are_kept_faithfully(shared: Shared) -> None:
     d = shared.folder("names")
     contents = {}
     for i, name in enumerate(NAMES):
-        data = make_pdf([f"pdf number {i}"]) if name.endswith(".pdf") else (
+        data = make_pdf([f"pdf number {i} about badgers"]) if name.endswith(".pdf") else (
             f"odd name number {i}".encode())
         (d / name).write_bytes(data)
         contents[name] = data
@@ -403,7 +403,7 @@ def test_odd_names_that_fail_keep_their_names_in_failed(shared: Shared) -> None:
 
 # --- bad content ---------------------------------------------------------------------------------
 def test_bad_pdfs_fail_with_reasons(shared: Shared, tmp_path: Path) -> None:
-    good = make_pdf(["a fine pdf about otters"])
+    good = make_pdf(["a fine pdf about river otters"])
     writer = PdfWriter()
     writer.add_blank_page(100, 100)
     writer.encrypt(user_password="secret", algorithm="RC4-128")

@@ -18,6 +18,7 @@ from pypdf import PdfWriter
 
 from alfrd_daemon.extract.api import Extraction, ExtractLimits, PermanentExtractionError
 from alfrd_daemon.extract.dispatch import extract
+from tests.ocr_samples import make_text_image, mixed_pdf
 
 LIMITS = ExtractLimits()
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +81,8 @@ def assemble_pdf(objects: list[bytes], trailer_extra: str = "") -> bytes:
     return bytes(out)
 
 
-TWO_PAGES = build_pdf([text_stream("Invoice quokka 4711"), text_stream("Second page zebra")],
+TWO_PAGES = build_pdf([text_stream("Invoice quokka 4711 for March"),
+                       text_stream("Second page zebra crossing")],
                       title="Quarterly Report")
 
 
@@ -155,6 +157,26 @@ def test_pdf_written_by_pypdf_without_text_is_pending(tmp_path: Path) -> None:
     x = run(tmp_path, "scan.pdf", pypdf_bytes(writer))
     assert (x.text, x.status, x.mime_type) == ("", "pending", "application/pdf")
     assert x.metadata["pages"] == 2
+    assert x.metadata["ocr_pages"] == [0, 1]
+
+
+def test_pdf_with_a_scanned_page_keeps_its_text_and_is_pending(tmp_path: Path) -> None:
+    data = mixed_pdf(["A typed cover letter about the pangolin claim"],
+                     make_text_image("scanned receipt"))
+    x = run(tmp_path, "claim.pdf", data)
+    assert x.status == "pending"
+    assert x.text.strip() == "A typed cover letter about the pangolin claim"
+    assert x.metadata == {"pages": 2, "ocr_pages": [1]}
+
+
+def test_pdf_page_below_the_character_threshold_needs_ocr(tmp_path: Path) -> None:
+    data = build_pdf([text_stream("Invoice quokka 4711 for March"), text_stream("Page 2 of 3"),
+                      text_stream("Third page with enough text")])
+    x = run(tmp_path, "stamped.pdf", data)
+    assert x.status == "pending" and "Page 2 of 3" in x.text
+    assert x.metadata["ocr_pages"] == [1]
+    x = run(tmp_path, "stamped.pdf", data, ExtractLimits(pdf_min_page_chars=5))
+    assert x.status == "extracted" and "ocr_pages" not in x.metadata
 
 
 @pytest.mark.parametrize("keep", [0.3, 0.6, 0.9])

@@ -55,6 +55,15 @@ def run(tmp_path: Path, name: str, data: bytes | str, limits: ExtractLimits = LI
         ("claim-1", b"MM\x00*\x00\x00\x00\x08", "image/tiff"),
         ("claim-1", b"RIFF\x24\x00\x00\x00WEBPVP8 ", "image/webp"),
         ("claim-1", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00", "image/heic"),
+        ("claim-1", b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00", "image/heif"),
+        ("claim-1", b"BM\x16'\x02\x00\x00\x00\x00\x006\x04\x00\x00(\x00\x00\x00\xe8\x03",
+         "image/bmp"),
+        ("claim-1", b"BMW service invoice, March\n", "text/plain"),  # not every "BM" is a BMP
+        ("scan.bmp", b"", "image/bmp"),
+        ("IMG_0002.HEIF", b"", "image/heif"),
+        ("scan.webp", b"", "image/webp"),
+        ("fax.tif", b"", "image/tiff"),
+        ("anim.gif", b"", "image/gif"),
         ("claim-1", b"PK\x03\x04\x14\x00\x06\x00" + b"\x00" * 22 + b"[Content_Types].xml word/",
          "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
         ("claim-1", b"PK\x03\x04\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
