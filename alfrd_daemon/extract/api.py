@@ -21,8 +21,17 @@ EXTRACTOR_VERSIONS: dict[str, str] = {
     "html": "1",
     "email": "1",
     "pdf": "1",
+    "docx": "1",
+    "xlsx": "1",
+    "pptx": "1",
+    "odf": "1",
+    "rtf": "1",
+    "antiword": "1",
+    "xls2csv": "1",
+    "catppt": "1",
     "ocr": "1",  # OCR of images and scanned PDF pages (alfrd_daemon.ocr)
-    "none": "1",  # types we do not read; bump when one of them gains an extractor
+    # Types we do not read; bump when one of them gains an extractor. 2: office files are read.
+    "none": "2",
 }
 
 

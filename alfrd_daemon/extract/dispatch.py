@@ -1,10 +1,10 @@
 """`extract()`: a file's text, chosen by its type, with hard limits so that no input can hang
 or balloon the daemon.
 
-Text-like formats (`text`, `mail`) are parsed in-process from a bounded read; PDFs in a child
-process (`pdf`). Images, office files and unknown binaries are not read at all: they come back
-"pending", for downstream OCR workers. Every parser's result is cleaned for PostgreSQL and
-truncated here, in one place.
+Text-like formats (`text`, `mail`) are parsed in-process from a bounded read; PDFs (`pdf`) and
+office files (`officedoc`) in a child process. Images and unknown binaries are not read at all:
+they come back "pending", for downstream OCR workers. Every parser's result is cleaned for
+PostgreSQL and truncated here, in one place.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from alfrd_daemon.extract.api import (
     Parsed,
 )
 from alfrd_daemon.extract.mail import parse_email
+from alfrd_daemon.extract.officedoc import OFFICE_MIMES, parse_office
 from alfrd_daemon.extract.pdf import parse_pdf
 from alfrd_daemon.extract.pool import ExtractorPool
 from alfrd_daemon.extract.sniff import (
@@ -57,6 +58,8 @@ _PARSERS: dict[str, Callable[[bytes, bool], Parsed]] = {
     HTML: parse_html,
     EML: parse_email,
 }
+# Every type extract() reads; the rest come back "pending" with the "none" extractor.
+READ_TYPES = frozenset(_PARSERS) | {PDF} | OFFICE_MIMES
 
 
 def extract(path: Path, limits: ExtractLimits, *, name: str | None = None,
@@ -78,6 +81,9 @@ def extract(path: Path, limits: ExtractLimits, *, name: str | None = None,
     if mime == PDF:
         parsed = parse_pdf(path, head, limits, pool)
         return _finish(parsed, PDF, limits, truncated=parsed.truncated)
+    if mime in OFFICE_MIMES:
+        parsed = parse_office(path, mime, head, limits, pool)
+        return _finish(parsed, mime, limits, truncated=parsed.truncated)
     return Extraction(text="", mime_type=mime, status="pending",
                       extractor=f"none/{EXTRACTOR_VERSIONS['none']}")
 

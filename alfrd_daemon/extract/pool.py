@@ -54,7 +54,7 @@ _STDERR_TAIL = 4096
 # Stopping the service signals the children too; that says nothing about the file.
 _GENTLE_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding alfrd_daemon/
-_LABELS = {"pdf": "PDF", "ocr_probe": "OCR", "ocr_page": "OCR"}
+_LABELS = {"pdf": "PDF", "office": "Office file", "ocr_probe": "OCR", "ocr_page": "OCR"}
 
 
 class Limits(Protocol):

@@ -73,6 +73,21 @@ def _pdf(request: dict[str, Any]) -> dict[str, Any]:
         raise DocumentError(exc.reason) from exc
 
 
+def _office(request: dict[str, Any]) -> dict[str, Any]:
+    # Imported here: a child that only ever reads PDFs never loads the office libraries.
+    from alfrd_daemon.extract import office
+
+    mime = request.get("options", {}).get("mime")
+    if not isinstance(mime, str):
+        raise DocumentError("office request without a MIME type")
+    try:
+        # The tool must end before the parent's wall-clock kill, to fail with its own reason.
+        return office.extract_office(request["path"], mime, request["max_chars"],
+                                     max(1, request["cpu_seconds"] - 3))
+    except office.OfficeError as exc:
+        raise DocumentError(exc.reason) from exc
+
+
 def _ocr_probe(request: dict[str, Any]) -> dict[str, Any]:
     # Imported here: a child that never OCRs never loads Pillow, pdfium or Tesseract.
     from alfrd_daemon.extract import ocr_pages
@@ -94,6 +109,7 @@ def _ocr_page(request: dict[str, Any]) -> dict[str, Any]:
 
 HANDLERS: dict[str, Handler] = {
     "pdf": _pdf,
+    "office": _office,
     "ocr_probe": _ocr_probe,
     "ocr_page": _ocr_page,
 }

@@ -1,5 +1,6 @@
-"""Search maintenance: bring every document to the configured text-search language, rebuild
-the GIN index when it has bloated, and VACUUM ANALYZE.
+"""Search maintenance: bring every document to the configured text-search language, read the
+documents stored before their type had a reader (`ingest.reextract`), rebuild the GIN index
+when it has bloated, and VACUUM ANALYZE.
 
 `documents.search_vector` is generated from `search_config`, so setting `search_config`
 recomputes the vector. That happens in small batches in id order, each its own short
@@ -22,6 +23,7 @@ from psycopg import sql
 from psycopg.rows import DictRow
 
 from alfrd_daemon.db.queries import load_named_queries
+from alfrd_daemon.ingest.reextract import reextract_stale
 from alfrd_daemon.jobs.context import JobContext, JobFailed
 
 Q = load_named_queries("jobs.sql")
@@ -64,6 +66,9 @@ def run_reindex(ctx: JobContext) -> dict[str, Any]:
         assert stale is not None
         d["stale_before"] = stale["stale"]
         _rewrite(ctx, conn, language, job.batch_size, stale["stale"])
+        ctx.progress("reading documents stored before their type had a reader")
+        d.update(reextract_stale(ctx.settings, conn, batch_size=job.batch_size,
+                                 check=ctx.check))
         stats = conn.execute(Q["reindex_index_stats"]).fetchone()
         assert stats is not None
         baseline = conn.execute(Q["reindex_last_baseline"]).fetchone()

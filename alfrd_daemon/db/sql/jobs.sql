@@ -169,3 +169,25 @@ WHERE id IN (
 
 -- name: reindex_clean_pending_list
 SELECT gin_clean_pending_list('documents_search_vector_idx'::regclass);
+
+-- name: reextract_candidates
+-- Rows left pending when nothing read their type, by an older "none" that a reader has since
+-- replaced (extract.api.EXTRACTOR_VERSIONS), or for a reason that may have gone (a tool that
+-- was not installed), in id order after the last one seen.
+SELECT id, stored_path, original_name, extractor, metadata->>'pending_reason' AS pending_reason
+FROM documents
+WHERE status = 'pending' AND mime_type = ANY(%(mime_types)s) AND stored_path IS NOT NULL
+  AND ((extractor LIKE 'none/%%' AND extractor <> %(current)s) OR metadata ? 'pending_reason')
+  AND id > %(after)s
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: reextract_update
+-- Only if no downstream worker took the row meanwhile (it would no longer be pending).
+UPDATE documents
+SET extracted_text = %(extracted_text)s, extractor = %(extractor)s, status = %(status)s,
+    mime_type = coalesce(%(mime_type)s, mime_type), title = coalesce(%(title)s, title),
+    metadata = (metadata - 'pending_reason') || %(metadata)s, error = %(error)s,
+    updated_at = now()
+WHERE id = %(id)s AND status = 'pending' AND extractor = %(old_extractor)s
+RETURNING id;
