@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db.pool import Database, DatabaseUnavailable, connect
@@ -334,7 +335,7 @@ class OcrService:
             try:
                 with connect(self.db.conninfo, autocommit=True,
                              connect_timeout=self.db.connect_timeout) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
                     self.listening = True
                     self.wake()
                     while not self._stop.is_set():
