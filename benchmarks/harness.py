@@ -5,7 +5,8 @@ limit and the naive peer).
 The daemon runs through the tests' own harness (tests.helpers.DaemonProcess and
 NotifyListener): one way to start, watch and stop it, exercised by the whole suite on every run.
 Only the configuration is the benchmark's own: everything at its default except the inbox, the
-database, the worker count and WARNING logging (so logging costs nothing).
+database, the worker count, WARNING logging (so logging costs nothing) and OCR, which is off
+unless a scenario turns it on (benchmarks/ocr.py).
 """
 
 from __future__ import annotations
@@ -177,7 +178,8 @@ class Listener:
 class BenchDaemon:
     """`alfrd run` on a benchmark config in `work`; `start()` returns at its READY=1."""
 
-    def __init__(self, work: Path, db_url: str, workers: int, fsync: bool = True):
+    def __init__(self, work: Path, db_url: str, workers: int, fsync: bool = True,
+                 extra: dict[str, Any] | None = None):
         self.work = work
         self.inbox = work / "inbox"
         self.inbox.mkdir(parents=True, exist_ok=True)
@@ -190,6 +192,9 @@ class BenchDaemon:
         }
         if not fsync:
             cfg["store"] = {"fsync": False}
+        # The ingest scenarios measure ingest alone: OCR workers would take cores from it.
+        cfg["ocr"] = {"enabled": False}
+        cfg.update(extra or {})  # whole sections, e.g. {"ocr": {"enabled": True}}
         config = work / "alfrd.yaml"
         config.write_text(yaml.safe_dump(cfg))
         self.notify = NotifyListener(work / "notify.sock")
