@@ -106,7 +106,7 @@ def parse_changes(tokens: list[str]) -> tuple[list[tuple[str, str]], bool, str |
             literal = True
         elif not literal and token == "--json":
             as_json = True
-        elif not literal and token in ("--config", "-c"):
+        elif not literal and token == "--config":  # -c is the tag c taken off
             config = next(it, None)
             if config is None:
                 raise Usage("--config needs a file")
