@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pty
 import secrets
 import stat
 import subprocess
@@ -93,6 +94,31 @@ def archive(pg_admin: str, template_db: str,
         drop_database(pg_admin, name)
 
 
+def _stderr_on_a_terminal(argv: list[str]) -> str:
+    """Run a command whose stderr is a pseudo-terminal; returns what it wrote there."""
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=follower,
+                              stdin=subprocess.DEVNULL, env=alfrd_env(), cwd=REPO, timeout=60)
+        os.close(follower)
+        follower = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        if follower >= 0:
+            os.close(follower)
+        os.close(leader)
+    assert proc.returncode == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
 # --- alfrd get ----------------------------------------------------------------------------------
 def test_get_gives_back_the_original_bytes_under_a_safe_name(archive: Archive,
                                                              tmp_path: Path) -> None:
@@ -149,6 +175,12 @@ def test_get_of_several_documents_numbers_clashing_names(archive: Archive,
     contents = {(out / n).read_bytes() for n in names}
     assert contents == {b"first report about cranes\n", b"second report about cranes\n"}
     assert len(result["got"]) == 2
+
+    # On a terminal, a bar says how far it is.
+    progress = _stderr_on_a_terminal([sys.executable, "-m", "alfrd_daemon", "get", a, b, "-o",
+                                      str(tmp_path / "on-a-tty"), "--config",
+                                      str(archive.config)])
+    assert "alfrd get: done [####" in progress and "100%" in progress, progress
 
     # --search into a folder; an unknown id next to good ones: the good ones land, exit 1.
     by_search = tmp_path / "by-search"
