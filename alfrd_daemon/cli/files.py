@@ -85,6 +85,8 @@ def _usage(message: str) -> int:
 def cmd_get(args: argparse.Namespace) -> int:
     if not args.ids and args.search is None:
         return _usage("name a document id, or --search QUERY")
+    if args.stdout and args.json:
+        return _usage("--stdout and --json would both write to stdout; take one")
     settings = settings_from(args)
     outcome = Outcome()
     with database(settings) as conn:

@@ -289,7 +289,9 @@ def test_bad_edit_arguments_are_one_line_and_exit_64(archive: Archive) -> None:
                            (("set", "abc"), "at least one of"),
                            (("tag", "abc", "water"), "'water'"),
                            (("tag", "abc"), "at least one"),
-                           (("get",), "name a document id")):
+                           (("get",), "name a document id"),
+                           (("get", "abc", "--stdout", "--json"), "take one"),
+                           (("get", "abc", "--stdout", "-o", "x"), "not allowed with")):
         result = archive.cli(*args, check=False)
         assert result.returncode == 64, (args, result.stderr)
         assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -313,6 +315,7 @@ def test_delete_restore_and_a_new_drop_of_trashed_content(archive: Archive,
     refused = archive.cli("get", doc, "-o", str(tmp_path), check=False)
     assert refused.returncode == 1 and "in the trash" in refused.stderr
     assert "restore-deleted" in archive.cli("show", doc).stdout
+    assert archive.cli_json("status")["documents"]["trashed"] == 2
 
     restored = archive.cli_json("restore-deleted", other)
     assert restored[0]["state"] == "restored"

@@ -153,7 +153,11 @@ WHERE document_id = %(id)s
 ORDER BY arrived_at;
 
 -- name: count_by_status
-SELECT status, count(*) AS n FROM documents GROUP BY status ORDER BY status;
+-- Documents in the trash count as 'trashed', whatever their status was.
+SELECT CASE WHEN deleted_at IS NULL THEN status ELSE 'trashed' END AS status, count(*) AS n
+FROM documents
+GROUP BY 1
+ORDER BY 1;
 
 -- name: count_arrivals_by_outcome
 SELECT outcome, count(*) AS n FROM document_arrivals GROUP BY outcome ORDER BY outcome;
