@@ -19,8 +19,9 @@ import psycopg
 from psycopg.rows import DictRow
 
 from alfrd_daemon.db.queries import load_named_queries
+from alfrd_daemon.ingest.claim import rename_noreplace
 from alfrd_daemon.ingest.reconcile import undisplay
-from alfrd_daemon.ingest.store import Store
+from alfrd_daemon.ingest.store import TEMP_PREFIX, Store
 from alfrd_daemon.jobs.context import JobContext
 
 Q = load_named_queries("userside.sql")
@@ -47,6 +48,7 @@ def purge_trash(ctx: JobContext) -> dict[str, Any]:
     except OSError:
         local_id = None  # files then stay (counted as left), rows still go
     counts = {"trash_documents_purged": 0, "trash_files_removed": 0,
+              "trash_files_in_use": 0, "trash_files_arriving": 0, "trash_files_absent": 0,
               "trash_files_left_on_other_stores": 0}
     ctx.progress("emptying the trash")
     with ctx.connection(autocommit=True) as conn:
@@ -66,9 +68,11 @@ def purge_trash(ctx: JobContext) -> dict[str, Any]:
                 for path in files_of(row):
                     if not local:
                         counts["trash_files_left_on_other_stores"] += 1
-                    elif _remove_unreferenced(conn, settings.store_path,
-                                              settings.failed_path, path):
-                        counts["trash_files_removed"] += 1
+                        continue
+                    outcome = _remove_unreferenced(conn, settings.store_path,
+                                                   settings.failed_path, path,
+                                                   row["deleted_at"].timestamp())
+                    counts[outcome] += 1
             counts["trash_documents_purged"] += len(rows)
             if len(rows) < BATCH:
                 break
@@ -77,19 +81,43 @@ def purge_trash(ctx: JobContext) -> dict[str, Any]:
 
 
 def _remove_unreferenced(conn: psycopg.Connection[DictRow], store: Path, failed: Path,
-                         path: str) -> bool:
-    """Remove one file of a purged row unless another row points at it (the same content
-    dropped again since, or a folder page shared with a document of its own)."""
+                         path: str, deleted_at: float) -> str:
+    """Remove one file of a purged row unless another row points at it (a folder page shared
+    with a document of its own) or its content is arriving again right now. Returns the
+    counter to count it under."""
     row = conn.execute(Q["file_referenced"], {"path": path}).fetchone()
     if row is not None and row["referenced"]:
-        return False
-    if path.startswith("failed/"):
+        return "trash_files_in_use"
+    if path.startswith("failed/"):  # no ingest adopts into the failed folder
         name = path[len("failed/"):]
-        candidates = [failed / name, failed / undisplay(name)]
-    else:
-        candidates = [store / path]
-    for candidate in candidates:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(candidate)
-            return True
-    return False
+        for candidate in (failed / name, failed / undisplay(name)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(candidate)
+                return "trash_files_removed"
+        return "trash_files_absent"
+    return _remove_stored(store / path, deleted_at)
+
+
+def _remove_stored(target: Path, deleted_at: float) -> str:
+    """A worker that receives this content again finds the file in place, keeps no copy of
+    its own, and commits a new row for it a moment later; it marks the file (a new mtime,
+    store._mark_arrived) first. So: move the file aside (a worker adopting from now on
+    stores its own copy), then look at the mark: one newer than the deletion means a row
+    for it may be about to commit, and the file goes back."""
+    aside = target.with_name(f"{TEMP_PREFIX}purge-{target.name}")
+    try:
+        os.rename(target, aside)
+    except FileNotFoundError:
+        return "trash_files_absent"
+    try:
+        arriving = os.lstat(aside).st_mtime >= deleted_at
+    except FileNotFoundError:
+        return "trash_files_absent"
+    if not arriving:
+        os.unlink(aside)
+        return "trash_files_removed"
+    try:
+        rename_noreplace(aside, target)
+    except FileExistsError:  # the arriving worker stored its own copy meanwhile
+        os.unlink(aside)
+    return "trash_files_arriving"

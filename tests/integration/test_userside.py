@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from alfrd_daemon.ingest.store import Store
 from tests.conftest import create_database, drop_database
 from tests.helpers import (
     REPO,
@@ -345,13 +347,36 @@ def test_prune_empties_the_trash_after_keep_days(archive: Archive) -> None:
           "WHERE id = %s RETURNING id", (old,))
     query(archive.db_url, "UPDATE documents SET deleted_at = now() - interval '1 day' "
           "WHERE id = %s RETURNING id", (recent,))
+    # Stored before it was deleted, as every file of a trashed row is.
+    month_ago = time.time() - 32 * 86400
+    os.utime(archive.store / old_row["stored_path"], (month_ago, month_ago))
+
+    # Content whose row is in the trash, arriving again just while prune runs: the worker
+    # found the file in place (and marked it) and its row is not committed yet. Prune must
+    # leave that file, or the new row would point at nothing.
+    arriving_data = b"deleted long ago, and dropped again just now\n"
+    arriving = archive.drop("arriving.txt", arriving_data)
+    arriving_row = archive.row(arriving)
+    assert arriving_row is not None
+    archive.cli("delete", arriving)
+    query(archive.db_url, "UPDATE documents SET deleted_at = now() - interval '31 days' "
+          "WHERE id = %s RETURNING id", (arriving,))
+    arriving_file = archive.store / arriving_row["stored_path"]
+    os.utime(arriving_file, (month_ago, month_ago))
+    again = archive.tmp / "again.txt"
+    again.write_bytes(arriving_data)
+    Store(archive.store, fsync=False).put_file(again, limit=1 << 20)  # what a worker does
+
     result = json.loads(archive.cli("jobs", "run", "prune", "--json").stdout)
     assert archive.row(old) is None
     assert not (archive.store / old_row["stored_path"]).exists()
     assert archive.row(recent) is not None
     assert (archive.store / recent_row["stored_path"]).exists()
+    assert archive.row(arriving) is None and arriving_file.read_bytes() == arriving_data
     details = json.dumps(result)
-    assert '"trash_documents_purged": 1' in details and '"trash_files_removed": 1' in details
+    assert '"trash_documents_purged": 2' in details and '"trash_files_removed": 1' in details
+    assert '"trash_files_arriving": 1' in details
+    arriving_file.unlink()  # the row that would have come; without it, an orphan for check
 
     # Neither the purged row nor the trashed one is a problem for `alfrd check`.
     wait_for(lambda: not inbox_files(archive.inbox) and not claimed_files(archive.inbox), 30,

@@ -49,7 +49,7 @@ RETURNING id;
 -- name: trash_expired_all
 -- Trashed rows past keep_days, every store's (see jobs/trash.py). Locked, so a restore waits
 -- and then finds the row gone, and skipped when locked, so a running edit is not waited on.
-SELECT id, stored_path, store_id, metadata
+SELECT id, stored_path, store_id, metadata, deleted_at
 FROM documents
 WHERE deleted_at < %(cutoff)s
 ORDER BY deleted_at
