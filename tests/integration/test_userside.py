@@ -35,6 +35,7 @@ from tests.helpers import (
     wait_for,
 )
 from tests.integration.faultkit import fault_config
+from tests.samples import write_folder_document
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -230,6 +231,23 @@ def test_get_to_stdout_and_the_store_of_another_host(archive: Archive) -> None:
     result = archive.cli("get", doc, "--stdout", check=False)
     assert result.returncode == 1
     assert "scanner-pc" in result.stderr and "/srv/alfrd/store" in result.stderr
+
+
+def test_get_of_a_document_folder_gives_a_folder_of_its_pages(archive: Archive,
+                                                             tmp_path: Path) -> None:
+    doc_id = "5b2f8a4e-0000-4000-8000-00000000f01d"
+    pages = {"page1.txt": b"first page of the scan\n", "page2.txt": b"second page\n"}
+    write_folder_document(archive.inbox / "scan-0001", doc_id, pages, ["scans"])
+    wait_for(lambda: archive.row(doc_id), 30, "the folder document",
+             alive=archive.daemon.assert_alive)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = json.loads(archive.cli("get", doc_id, "-o", str(out), "--json").stdout)
+    folder = Path(result["got"][0]["path"])
+    assert folder.parent == out
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == pages
+    again = archive.cli("get", doc_id, "-o", str(out), check=False)
+    assert again.returncode == 1 and "exists" in again.stderr
 
 
 def test_open_hands_the_copy_to_xdg_open(archive: Archive, tmp_path: Path) -> None:
