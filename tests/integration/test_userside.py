@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from alfrd_daemon.cli.main import main
 from alfrd_daemon.ingest.store import Store
 from tests.conftest import create_database, drop_database
 from tests.helpers import (
@@ -304,7 +305,9 @@ def test_tag_and_set_are_recorded_as_the_users(archive: Archive) -> None:
     assert "Invoice  (set by hand)" in text and "tags taken off: keep" in text
 
 
-def test_bad_edit_arguments_are_one_line_and_exit_64(archive: Archive) -> None:
+def test_bad_arguments_are_one_line_and_exit_64(archive: Archive,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # Refused before the database is asked, so in this process.
     for args, expected in ((("set", "abc", "--date", "2024-13-01"), "2024-13-01"),
                            (("set", "abc"), "at least one of"),
                            (("tag", "abc", "water"), "'water'"),
@@ -312,9 +315,13 @@ def test_bad_edit_arguments_are_one_line_and_exit_64(archive: Archive) -> None:
                            (("get",), "name a document id"),
                            (("get", "abc", "--stdout", "--json"), "take one"),
                            (("get", "abc", "--stdout", "-o", "x"), "not allowed with")):
-        result = archive.cli(*args, check=False)
-        assert result.returncode == 64, (args, result.stderr)
-        assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        try:
+            code = main([*args, "--config", str(archive.config)])
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        err = capsys.readouterr().err
+        assert code == 64, (args, err)
+        assert expected in err and len(err.strip().splitlines()) == 1, err
     missing = archive.cli("tag", "abcdef12", "+x", check=False)
     assert missing.returncode == 1 and "no document matches" in missing.stderr
 
