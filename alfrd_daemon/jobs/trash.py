@@ -20,6 +20,7 @@ from psycopg.rows import DictRow
 
 from alfrd_daemon.db.queries import load_named_queries
 from alfrd_daemon.ingest.claim import rename_noreplace
+from alfrd_daemon.ingest.failed import NOTE_SUFFIX
 from alfrd_daemon.ingest.reconcile import undisplay
 from alfrd_daemon.ingest.store import TEMP_PREFIX, Store
 from alfrd_daemon.jobs.context import JobContext
@@ -93,6 +94,10 @@ def _remove_unreferenced(conn: psycopg.Connection[DictRow], store: Path, failed:
         for candidate in (failed / name, failed / undisplay(name)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(candidate)
+                # Its note too, or `alfrd retry` and `alfrd status` would list a file that
+                # is gone.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(candidate.with_name(candidate.name + NOTE_SUFFIX))
                 return "trash_files_removed"
         return "trash_files_absent"
     return _remove_stored(store / path, deleted_at)

@@ -392,14 +392,27 @@ def test_prune_empties_the_trash_after_keep_days(archive: Archive) -> None:
     again.write_bytes(arriving_data)
     Store(archive.store, fsync=False).put_file(again, limit=1 << 20)  # what a worker does
 
+    # A failed document in the trash: its file and note in the failed folder go with it.
+    (archive.inbox / "broken.pdf").write_bytes(b"%PDF-1.4\nnot really a pdf\n")
+    failed = wait_for(lambda: query(archive.db_url, "SELECT id, stored_path FROM documents "
+                                    "WHERE original_name = 'broken.pdf' AND status = 'failed'"),
+                      30, "broken.pdf failed", alive=archive.daemon.assert_alive)[0]
+    failed_file = archive.tmp / "var" / failed["stored_path"]
+    assert failed_file.exists() and Path(f"{failed_file}.error").exists()
+    archive.cli("delete", str(failed["id"]))
+    query(archive.db_url, "UPDATE documents SET deleted_at = now() - interval '31 days' "
+          "WHERE id = %s RETURNING id", (failed["id"],))
+
     result = json.loads(archive.cli("jobs", "run", "prune", "--json").stdout)
+    assert archive.row(str(failed["id"])) is None
+    assert not failed_file.exists() and not Path(f"{failed_file}.error").exists()
     assert archive.row(old) is None
     assert not (archive.store / old_row["stored_path"]).exists()
     assert archive.row(recent) is not None
     assert (archive.store / recent_row["stored_path"]).exists()
     assert archive.row(arriving) is None and arriving_file.read_bytes() == arriving_data
     details = json.dumps(result)
-    assert '"trash_documents_purged": 2' in details and '"trash_files_removed": 1' in details
+    assert '"trash_documents_purged": 3' in details and '"trash_files_removed": 2' in details
     assert '"trash_files_arriving": 1' in details
     arriving_file.unlink()  # the row that would have come; without it, an orphan for check
 
