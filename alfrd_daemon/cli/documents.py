@@ -114,11 +114,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(doc)
         return EXIT_OK
+    if doc["deleted_at"] is not None:
+        print(f"{'trash':>14}: deleted {doc['deleted_at']:%Y-%m-%d %H:%M}, removed "
+              f"{settings.trash.keep_days} days after that; alfrd restore-deleted "
+              f"{doc['id']} brings it back")
+    manual = set(doc["user_fields"] or [])
     for key in ("id", "original_name", "source_path", "status", "tags", "mime_type",
-                "size_bytes", "sha256", "stored_path", "title", "extractor", "error",
-                "created_at", "updated_at"):
+                "size_bytes", "sha256", "stored_path", "title", "document_type",
+                "correspondent", "document_date", "extractor", "error", "created_at",
+                "updated_at"):
         if doc.get(key) not in (None, [], ""):
-            print(f"{key:>14}: {doc[key]}")
+            mark = "  (set by hand)" if key in manual else ""
+            print(f"{key:>14}: {doc[key]}{mark}")
+    for key, text in (("rule_tags", "tags by rules"), ("user_removed_tags", "tags taken off")):
+        if doc.get(key):
+            print(f"{text:>14}: {', '.join(doc[key])}")
     print(f"{'store':>14}: {_store_text(store)}")
     if ocr_job is not None:
         print(f"{'ocr':>14}: {_ocr_job_text(ocr_job)}")

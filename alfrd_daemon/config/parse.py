@@ -43,6 +43,7 @@ from alfrd_daemon.config.settings import (
     SearchSettings,
     Settings,
     StoreSettings,
+    TrashSettings,
     WatchSettings,
     WorkerSettings,
 )
@@ -228,6 +229,10 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
     )
     lg.finish()
 
+    tr = top.section("trash", defaults.trash)
+    trash = TrashSettings(keep_days=tr.get("keep_days", integer(0, 36_500), "days"))
+    tr.finish()
+
     jobs = parse_jobs(top.section("jobs", defaults.jobs), rescan_interval=watch.rescan_interval)
     top.finish()
 
@@ -247,6 +252,7 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
         search=search,
         store=store,
         logging=logging_settings,
+        trash=trash,
         jobs=jobs,
         source=source,
     )

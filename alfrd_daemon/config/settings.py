@@ -109,6 +109,13 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class TrashSettings:
+    # Days a deleted document (row and stored file) stays restorable before the prune job
+    # removes it.
+    keep_days: int = 30
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
 
@@ -133,6 +140,7 @@ class Settings:
     search: SearchSettings = field(default_factory=SearchSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    trash: TrashSettings = field(default_factory=TrashSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
     source: str = "<defaults>"
 
@@ -155,7 +163,7 @@ LIVE_KEYS: frozenset[str] = frozenset({
     "extract.memory_limit_mb",
     "search.language", "logging.level",
     "jobs.timezone", "jobs.backup", "jobs.restore_test", "jobs.reindex", "jobs.rescan",
-    "jobs.retry_failed", "jobs.prune",
+    "jobs.retry_failed", "jobs.prune", "trash.keep_days",
 })
 RESTART_KEYS: frozenset[str] = frozenset({
     "state_dir", "paths.store", "paths.failed", "paths.backups",
