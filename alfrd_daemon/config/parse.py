@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from alfrd_daemon.config.hooks import parse_hooks
 from alfrd_daemon.config.jobs import parse_jobs
 from alfrd_daemon.config.reader import (
     PATH_LENGTH_EXPECTED,
@@ -229,6 +230,7 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
     lg.finish()
 
     jobs = parse_jobs(top.section("jobs", defaults.jobs), rescan_interval=watch.rescan_interval)
+    hooks = parse_hooks(top.section("hooks", defaults.hooks))
     top.finish()
 
     if problems:
@@ -248,6 +250,7 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
         store=store,
         logging=logging_settings,
         jobs=jobs,
+        hooks=hooks,
         source=source,
     )
 

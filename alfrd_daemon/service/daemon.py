@@ -30,6 +30,7 @@ from alfrd_daemon.db import pool as dbmod
 from alfrd_daemon.db.queries import QUERIES
 from alfrd_daemon.db.target import DatabaseTarget, stop_embedded_if_unused
 from alfrd_daemon.extract.pool import ExtractorPool, ExtractorUnavailable
+from alfrd_daemon.hooks.runner import HookRunner
 from alfrd_daemon.ingest.claim import ClaimArea
 from alfrd_daemon.ingest.committer import Committer
 from alfrd_daemon.ingest.counters import Counters
@@ -130,6 +131,7 @@ class Daemon:
         self.jobs: JobScheduler | None = None
         self.monitor: Monitor | None = None
         self.ocr: OcrService | None = None
+        self.hooks: HookRunner | None = None
         self.exit_code = 0
         self.abandoned = False  # set when shutdown left work running past the drain deadline
 
@@ -202,6 +204,11 @@ class Daemon:
             self.ocr = OcrService(s, db, store_root=s.store_path, store_id=store.id,
                                   worker=self.instance)
             self.ocr.start()
+        # Threads of their own: a slow hook never holds up an ingest worker. Started even
+        # without hooks, to record that this host has none.
+        self.hooks = HookRunner(s.hooks, db, store_root=s.store_path, store_id=store.id,
+                                instance=self.instance, host=instance_host())
+        self.hooks.start()
         self.monitor = Monitor(db=db, counters=self.counters, tracker=tracker, claims=claims,
                                store=store, instance=self.instance, host=instance_host(),
                                settings=lambda: self.settings, state=self.state,
@@ -392,7 +399,8 @@ class Daemon:
                 "inbox": str(self.settings.inbox.path),
                 "health": self.health_problem() or "ok",
                 "reload_error": self.reload_error,
-                "ocr": self.ocr.state() if self.ocr is not None else None}
+                "ocr": self.ocr.state() if self.ocr is not None else None,
+                "hooks": self.hooks.state() if self.hooks is not None else None}
 
     # --- reload and signals --------------------------------------------------------------------
     def _install_signals(self) -> None:
@@ -449,6 +457,9 @@ class Daemon:
         if self.ocr is not None:
             # Documents being read go back to the queue (released, not counted).
             self.ocr.stop(timeout=_left(drain_by, 10))
+        if self.hooks is not None:
+            # A hook still running is killed and its run put back (it runs again at start).
+            self.hooks.stop(timeout=_left(drain_by, 5))
         self.abandoned = not self._drain_all(drain_by)
         if self.abandoned:
             log.warning("drain timeout (%g s) passed with work in progress; its files stay "
@@ -532,6 +543,8 @@ class Daemon:
             self.jobs.stop()
         if self.ocr is not None:
             self.ocr.stop(timeout=5)
+        if self.hooks is not None:
+            self.hooks.stop(timeout=5)
 
     def _shutdown_partial(self, close_by: float | None = None) -> None:
         close_by = time.monotonic() + STOP_GRACE_SECONDS if close_by is None else close_by
