@@ -155,6 +155,12 @@ class Daemon:
         store = self.store = Store(s.store_path, fsync=s.store.fsync, instance=self.instance)
         with opening("store", s.store_path):
             open_store(store, db)
+        # Threads of their own: a slow hook never holds up an ingest worker. Started before
+        # anything is ingested, and even without hooks: it records in the database which
+        # hooks this host has, and the triggers enqueue runs only for those.
+        self.hooks = HookRunner(s.hooks, db, store_root=s.store_path, store_id=store.id,
+                                instance=self.instance, host=instance_host())
+        self.hooks.start()
         failed = FailedFolder(s.failed_path)
         with opening("failed folder", s.failed_path):
             failed.open()
@@ -204,11 +210,6 @@ class Daemon:
             self.ocr = OcrService(s, db, store_root=s.store_path, store_id=store.id,
                                   worker=self.instance)
             self.ocr.start()
-        # Threads of their own: a slow hook never holds up an ingest worker. Started even
-        # without hooks, to record that this host has none.
-        self.hooks = HookRunner(s.hooks, db, store_root=s.store_path, store_id=store.id,
-                                instance=self.instance, host=instance_host())
-        self.hooks.start()
         self.monitor = Monitor(db=db, counters=self.counters, tracker=tracker, claims=claims,
                                store=store, instance=self.instance, host=instance_host(),
                                settings=lambda: self.settings, state=self.state,
