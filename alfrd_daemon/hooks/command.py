@@ -17,10 +17,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 OUTPUT_MAX_BYTES = 4000  # the tail of stdout and stderr kept in the log and hook_runs
 _READ_CHUNK = 65536
 _AFTER_KILL_SECONDS = 2.0  # how long the output reader may take once the group is killed
+# Carries the run's lease token into the hook's environment, so the processes of a run whose
+# daemon was killed can be found (and ended) before the run is taken again.
+LEASE_VARIABLE = "ALFRD_HOOK_LEASE"
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,30 @@ def run_hook(argv: Sequence[str], env: Mapping[str, str], timeout: float,
                  if -code in signal.valid_signals() else f"exited with status {code}")
     return HookResult(code if error is None or code >= 0 else None, error, tail.text(),
                       time.monotonic() - started)
+
+
+def kill_leftovers(lease: str, proc_root: Path = Path("/proc")) -> int:
+    """End the process groups of processes that still run for the run `lease` (a hook of a
+    daemon that was killed: its session outlived it). Found by the lease token in their
+    environment, which only that run's processes carry, so a reused pid is never hit.
+    Returns how many processes matched."""
+    needle = f"{LEASE_VARIABLE}={lease}".encode()
+    found = 0
+    for entry in proc_root.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if needle not in environ.split(b"\0"):
+            continue
+        found += 1
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            group = os.getpgid(int(entry.name))
+            if group != os.getpgrp():
+                os.killpg(group, signal.SIGKILL)
+    return found
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 
 from alfrd_daemon.db.pool import Database
 from alfrd_daemon.db.queries import load_named_queries
+from alfrd_daemon.hooks.command import kill_leftovers
 from alfrd_daemon.pgsafe import clean_json, clean_text
 
 Q = load_named_queries("hooks.sql")
@@ -79,6 +80,9 @@ class HookQueue:
                 pid = pid_of_owner(row["lease_owner"], self.host)
                 if pid is None or pid == os.getpid() or process_alive(pid):
                     continue
+                # Its hook may still run (a session of its own outlives the daemon): end it
+                # first, so the run taken again is not running twice at once.
+                kill_leftovers(row["lease_owner"])
                 cur.execute(Q["hook_release"], {"id": row["document_id"], "hook": row["hook"],
                                                 "owner": row["lease_owner"]})
                 released += cur.rowcount

@@ -6,8 +6,9 @@ enqueues a run, and they also look every POLL_SECONDS (a notification lost while
 connection was down, a retry falling due, a lease running out).
 
 Runs are at-least-once: a run whose daemon was killed mid-run is taken again, at once by the
-next daemon on the same host (its process is gone), else by any runner once its lease
-(hooks.timeout_seconds plus LEASE_MARGIN_SECONDS) has passed. A hook's failure is recorded
+next daemon on the same host (its process is gone; what is left of the hook is ended first),
+else by any runner once its lease (hooks.timeout_seconds plus LEASE_MARGIN_SECONDS) has
+passed. A hook's failure is recorded
 and never touches the document's status, text or tags.
 """
 
@@ -28,7 +29,7 @@ from psycopg import sql
 
 from alfrd_daemon.config.hooks import HooksSettings
 from alfrd_daemon.db.pool import Database, DatabaseUnavailable, connect
-from alfrd_daemon.hooks.command import HookResult, hook_environment, run_hook
+from alfrd_daemon.hooks.command import LEASE_VARIABLE, HookResult, hook_environment, run_hook
 from alfrd_daemon.hooks.queue import HookQueue, Run
 from alfrd_daemon.logs import event
 from alfrd_daemon.pgsafe import display_text
@@ -160,6 +161,7 @@ class HookRunner:
             return
         env = hook_environment(self.environ(), run.hook, doc,
                                stored_path(self.store_root, doc.get("stored_path")))
+        env[LEASE_VARIABLE] = run.owner
         key = f"{run.hook} {run.document_id}"
         self.busy[key] = time.monotonic()
         event(log, "hook_started", f"{run.hook} hook started for {name}",

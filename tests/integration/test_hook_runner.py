@@ -83,6 +83,8 @@ def test_the_hook_sees_every_field_of_the_document(tmp_path: Path, db: Database,
         assert r.stop()
     env = dict(line.split("=", 1) for line in
                (out / f"{doc}.env").read_text("utf-8").splitlines())
+    # The run's lease token, by which a restarted daemon finds a hook its predecessor left.
+    assert env.pop("ALFRD_HOOK_LEASE").startswith(f"{HOST}-{os.getpid()}-abcdef/")
     assert env == {
         "ALFRD_HOOK": "post_ingest", "ALFRD_DOCUMENT_ID": doc,
         "ALFRD_DOCUMENT_PATH": str(tmp_path / "store" / "ab/cd/abcd.pdf"),
@@ -172,3 +174,59 @@ def test_trash_and_unconfigured_hooks_are_skipped(tmp_path: Path, db: Database,
     later = insert_document(db_url)
     assert run_of(db_url, later) is None
     assert query(db_url, "SELECT count(*) AS n FROM hook_config")[0]["n"] == 0
+
+
+def test_a_stop_kills_the_running_hook_and_puts_its_run_back(tmp_path: Path, db: Database,
+                                                             db_url: str) -> None:
+    pid_file = tmp_path / "pid"
+    hook = script(tmp_path, "slow.sh", f'echo $$ > "{pid_file}"\nexec sleep 300\n')
+    r = runner(db, tmp_path, post_ingest=command(str(hook)))
+    r.start()
+    doc = insert_document(db_url)
+    try:
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 15,
+                 "the hook to start")
+    finally:
+        assert r.stop()
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # our own child: reaped by run_hook
+    run = run_of(db_url, doc)
+    assert run is not None
+    assert run["state"] == "queued" and run["attempts"] == 0 and run["lease_owner"] is None
+
+
+def test_which_changes_of_a_document_queue_which_hook(tmp_path: Path, db: Database,
+                                                      db_url: str) -> None:
+    """post_ingest once per document, also when a failed row is replaced by a good ingest;
+    post_ocr after every completed OCR."""
+    r = runner(db, tmp_path, post_ingest=("true",), post_ocr=("true",))
+    r.queue.declare(r.commands)  # no runner threads: the runs stay as the triggers left them
+    failed = insert_document(db_url, status="failed", error="unreadable")
+    assert run_of(db_url, failed) is None
+    query(db_url, "UPDATE documents SET status = 'extracted', error = NULL WHERE id = %s "
+          "RETURNING 1", (failed,))
+    assert run_of(db_url, failed)["state"] == "queued"
+    query(db_url, "UPDATE hook_runs SET state = 'done' WHERE document_id = %s RETURNING 1",
+          (failed,))
+    # Its OCR failed and is taken again: no new ingest, no second post_ingest.
+    for status in ("failed", "pending"):
+        query(db_url, "UPDATE documents SET status = %s WHERE id = %s RETURNING 1",
+              (status, failed))
+    assert run_of(db_url, failed)["state"] == "done"
+
+    scan = insert_document(db_url, status="pending", mime_type="image/png")
+    assert query(db_url, "SELECT state FROM ocr_jobs WHERE document_id = %s", (scan,))
+    assert run_of(db_url, scan, "post_ocr") is None
+    for round_ in (1, 2):  # `alfrd ocr --again` reads it once more: the hook runs again
+        for state in ("running", "done"):
+            query(db_url, "UPDATE ocr_jobs SET state = %s WHERE document_id = %s RETURNING 1",
+                  (state, scan))
+        run = run_of(db_url, scan, "post_ocr")
+        assert run is not None and run["state"] == "queued" and run["attempts"] == 0, round_
+        query(db_url, "UPDATE hook_runs SET state = 'done', attempts = 1 "
+              "WHERE document_id = %s AND hook = 'post_ocr' RETURNING 1", (scan,))
+    # Marking a done job done again (a no-op update) queues nothing.
+    query(db_url, "UPDATE ocr_jobs SET state = 'done' WHERE document_id = %s RETURNING 1",
+          (scan,))
+    assert run_of(db_url, scan, "post_ocr")["state"] == "done"

@@ -1,7 +1,8 @@
 """Hooks in the running daemon, with real shell scripts: a hook past its time limit is
 killed with its whole process group while ingest goes on, a failure shows in `alfrd show` and
 `alfrd status`; post_ocr runs once an image is read by OCR; a daemon killed with SIGKILL
-while a hook runs runs it again after its restart (hooks run at least once)."""
+while a hook runs ends what is left of that hook and runs it again after its restart (hooks
+run at least once)."""
 
 from __future__ import annotations
 
@@ -162,11 +163,14 @@ if [ ! -e "$out/first" ]; then touch "$out/first"; exec sleep 300; fi
         orphan = int(starts.read_text().split()[0])
         assert runs(db_url)["once.txt"]["state"] == "running"
         daemon.kill()
-        # The hook runs in a session of its own and outlives the daemon (a known cost of
-        # at-least-once); the restarted daemon does not wait for the lease to run out.
+        # The hook runs in a session of its own and outlives the daemon.
+        assert not gone(orphan)
+        # The restarted daemon ends it, and takes the run again without waiting for its
+        # lease to run out.
         daemon = DaemonProcess(config, tmp_path / "daemon2.log").start().wait_started()
         wait_for(lambda: runs(db_url)["once.txt"]["state"] == "done", 20,
                  "the run taken again", alive=daemon.assert_alive)
+        wait_for(lambda: gone(orphan), 5, "the first run's hook to be ended")
         assert len(starts.read_text().split()) == 2
         run = runs(db_url)["once.txt"]
         assert run["attempts"] == 1 and run["exit_code"] == 0  # the kill was not its fault
