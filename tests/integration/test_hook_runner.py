@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from alfrd_daemon.config.hooks import HooksSettings, command
@@ -214,6 +215,14 @@ def test_which_changes_of_a_document_queue_which_hook(tmp_path: Path, db: Databa
         query(db_url, "UPDATE documents SET status = %s WHERE id = %s RETURNING 1",
               (status, failed))
     assert run_of(db_url, failed)["state"] == "done"
+    # `alfrd import-duckdb` moves an archive in: no new ingest, no hook.
+    with psycopg.connect(db_url) as conn:
+        conn.execute("SELECT set_config('alfrd.skip_hooks', 'on', false)")
+        imported = str(conn.execute(
+            "INSERT INTO documents (sha256, original_name, source_path, status) "
+            "VALUES (repeat('e', 64), 'old.txt', 'old.txt', 'extracted') RETURNING id"
+        ).fetchone()[0])
+    assert run_of(db_url, imported) is None
 
     scan = insert_document(db_url, status="pending", mime_type="image/png")
     assert query(db_url, "SELECT state FROM ocr_jobs WHERE document_id = %s", (scan,))

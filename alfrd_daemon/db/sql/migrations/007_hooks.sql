@@ -47,10 +47,13 @@ CREATE INDEX hook_runs_failed_idx ON hook_runs (finished_at) WHERE state = 'fail
 -- row, or a failed one replaced by a good ingest of the file). ON CONFLICT DO NOTHING: a
 -- document whose OCR failed and is retried was ingested long ago.
 -- The notification's payload is constant, so a group commit of many rows sends one.
+-- A session that sets alfrd.skip_hooks = on (`alfrd import-duckdb`: moving an archive is
+-- no new ingest) queues none.
 CREATE FUNCTION alfrd_hooks_after_ingest() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM hook_config WHERE hook = 'post_ingest') THEN
+    IF current_setting('alfrd.skip_hooks', true) IS DISTINCT FROM 'on'
+       AND EXISTS (SELECT 1 FROM hook_config WHERE hook = 'post_ingest') THEN
         INSERT INTO hook_runs (document_id, hook) VALUES (NEW.id, 'post_ingest')
         ON CONFLICT (document_id, hook) DO NOTHING;
         PERFORM pg_notify('alfrd_hooks', '');
