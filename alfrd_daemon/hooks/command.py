@@ -109,24 +109,22 @@ def run_hook(argv: Sequence[str], env: Mapping[str, str], timeout: float,
     tail = _Tail(proc.stdout.fileno())
     deadline = started + timeout
     error: str | None = None
-    while True:
-        try:
-            proc.wait(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+    pause = 0.005
+    while not _exited(proc.pid):
+        if stop is not None and stop.is_set():
+            error = "interrupted: the daemon stopped while the hook ran"
             break
-        except subprocess.TimeoutExpired:
-            if stop is not None and stop.is_set():
-                error = "interrupted: the daemon stopped while the hook ran"
-            elif time.monotonic() >= deadline:
-                error = f"killed after the time limit of {timeout:g} s"
-            else:
-                continue
-            _kill_group(proc)
-            proc.wait()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            error = f"killed after the time limit of {timeout:g} s"
             break
-    if error is None:
-        # Its children may still hold the pipe; they are the hook's, and end with its group.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        time.sleep(min(pause, left))
+        pause = min(2 * pause, 0.1)
+    # The hook at its limit, or what it left behind when it exited: its whole group. The
+    # leader is not reaped yet, so the group's id cannot have been reused by anyone else.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
     tail.thread.join(_AFTER_KILL_SECONDS)
     if not tail.thread.is_alive():  # else a process that left the group holds the pipe
         with contextlib.suppress(OSError):
@@ -164,6 +162,9 @@ def kill_leftovers(lease: str, proc_root: Path = Path("/proc")) -> int:
     return found
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+def _exited(pid: int) -> bool:
+    """True once the child has exited, leaving it unreaped (WNOWAIT)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True

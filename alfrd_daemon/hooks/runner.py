@@ -41,6 +41,7 @@ POLL_SECONDS = 30.0
 DB_RETRY_SECONDS = 2.0
 LEASE_MARGIN_SECONDS = 30.0  # past the time limit: killing and recording take a moment
 RETRY_DELAY_SECONDS = 30.0  # times the attempt: the second try after 30 s, the third 60 s
+LISTEN_TIMEOUT = 0.25
 LOG_OUTPUT_CHARS = 1000  # of the output tail, in the log line
 
 
@@ -236,7 +237,8 @@ class HookRunner:
                     self.listening = True
                     self.wake()
                     while not self._stop.is_set():
-                        for _note in conn.notifies(timeout=1.0, stop_after=64):
+                        # A short timeout: a stop is noticed within it.
+                        for _note in conn.notifies(timeout=LISTEN_TIMEOUT, stop_after=64):
                             self.wake()
             except (DatabaseUnavailable, psycopg.Error) as exc:
                 log.debug("hook listener: %s", exc)

@@ -367,6 +367,7 @@ class Daemon:
             else None,
             scheduler_alive=self.jobs.alive() if self.jobs is not None else None,
             ocr_alive=self.ocr.alive() if self.ocr is not None else None,
+            hooks_alive=self.hooks.alive() if self.hooks is not None else None,
             workers=self.settings.workers.count,
             workers_busy_since=tuple(self.busy.values()),
             stuck_seconds=self.settings.workers.stuck_seconds)
