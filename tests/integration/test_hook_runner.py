@@ -168,9 +168,19 @@ def test_trash_and_unconfigured_hooks_are_skipped(tmp_path: Path, db: Database,
                  "the other run")
     finally:
         assert r.stop()
-    # This host has no hooks any more: nothing is queued for new documents.
+    # This host has no hooks any more: nothing is queued for new documents, and runs left
+    # queued, or running under a lease that ran out, are skipped.
+    left = insert_document(db_url)
+    query(db_url, "INSERT INTO hook_runs (document_id, hook) VALUES (%s, 'post_ocr') "
+          "RETURNING 1", (left,))
+    query(db_url, "UPDATE hook_runs SET state = 'running', lease_owner = 'gone-1-x/y', "
+          "lease_expires_at = now() - interval '1 s' WHERE document_id = %s "
+          "AND hook = 'post_ingest' RETURNING 1", (left,))
     none = runner(db, tmp_path)
     none.start()
+    assert {r["hook"]: r["state"] for r in query(
+        db_url, "SELECT hook, state FROM hook_runs WHERE document_id = %s", (left,))} == {
+        "post_ingest": "skipped", "post_ocr": "skipped"}
     assert none.declared and none.state()["hooks"] == []
     later = insert_document(db_url)
     assert run_of(db_url, later) is None

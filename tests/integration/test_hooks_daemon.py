@@ -102,6 +102,9 @@ echo "$ALFRD_DOCUMENT_NAME" >> "$out/ran"
                     "WHERE original_name = 'broken.txt'")[0]
         assert doc["status"] == "extracted"
         assert doc["metadata"]["hooks"]["post_ingest"]["exit_code"] == 3
+        as_json = json.loads(run_cli(config, "show", doc["id"], "--json").stdout)
+        assert [(h["hook"], h["state"], h["exit_code"]) for h in as_json["hooks"]] == [
+            ("post_ingest", "failed", 3)]
         shown = run_cli(config, "show", doc["id"]).stdout
         assert "post_ingest: FAILED" in shown and "exit 3" in shown
         assert "the printer is on fire" in shown

@@ -11,10 +11,12 @@ INSERT INTO hook_config (hook, host, command) VALUES (%(hook)s, %(host)s, %(comm
 ON CONFLICT (hook, host) DO UPDATE SET command = EXCLUDED.command, updated_at = now();
 
 -- name: hook_skip_unconfigured
--- Runs queued for a hook no host has any more would wait for ever.
+-- Runs queued for a hook no host has any more (or left running by a runner gone since)
+-- would wait for ever.
 UPDATE hook_runs r
-SET state = 'skipped', finished_at = now(), last_error = 'no host has this hook configured'
-WHERE r.state = 'queued'
+SET state = 'skipped', finished_at = now(), last_error = 'no host has this hook configured',
+    lease_owner = NULL, lease_expires_at = NULL
+WHERE (r.state = 'queued' OR (r.state = 'running' AND r.lease_expires_at < now()))
   AND NOT EXISTS (SELECT 1 FROM hook_config c WHERE c.hook = r.hook);
 
 -- name: hook_running_of_host
