@@ -5,6 +5,7 @@ documents in the trash, and an archive without hooks that queues nothing."""
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from alfrd_daemon.config.hooks import HooksSettings, command
 from alfrd_daemon.db.pool import Database
 from alfrd_daemon.hooks.runner import HookRunner
+from tests.conftest import RUN_PREFIX, create_database, drop_database
 from tests.helpers import query, wait_for
 
 HOST = "hooktest"
@@ -26,6 +28,25 @@ def script(tmp: Path, name: str, body: str) -> Path:
     path.write_text("#!/bin/sh\n" + body)
     path.chmod(0o755)
     return path
+
+
+@pytest.fixture(scope="module")
+def module_db_url(pg_admin: str, template_db: str) -> Iterator[str]:
+    """One database for this module's tests, emptied before each (dropping a database costs
+    seconds on a busy machine)."""
+    name = f"{RUN_PREFIX}_hooks_{secrets.token_hex(3)}"
+    url = create_database(pg_admin, name, template=template_db)
+    try:
+        yield url
+    finally:
+        drop_database(pg_admin, name)
+
+
+@pytest.fixture
+def db_url(module_db_url: str) -> str:
+    with psycopg.connect(module_db_url) as conn:
+        conn.execute("TRUNCATE documents, hook_config CASCADE")
+    return module_db_url
 
 
 @pytest.fixture
