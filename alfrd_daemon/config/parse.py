@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from alfrd_daemon.config.hooks import parse_hooks
 from alfrd_daemon.config.jobs import parse_jobs
 from alfrd_daemon.config.reader import (
     PATH_LENGTH_EXPECTED,
@@ -234,6 +235,7 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
     tr.finish()
 
     jobs = parse_jobs(top.section("jobs", defaults.jobs), rescan_interval=watch.rescan_interval)
+    hooks = parse_hooks(top.section("hooks", defaults.hooks))
     top.finish()
 
     if problems:
@@ -254,6 +256,7 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
         logging=logging_settings,
         trash=trash,
         jobs=jobs,
+        hooks=hooks,
         source=source,
     )
 

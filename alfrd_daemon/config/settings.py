@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alfrd_daemon.config.hooks import HooksSettings
 from alfrd_daemon.config.jobs import RESCAN_INTERVAL, JobsSettings
 
 DEFAULT_IGNORE_FILES: tuple[str, ...] = (
@@ -142,6 +143,7 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     trash: TrashSettings = field(default_factory=TrashSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
+    hooks: HooksSettings = field(default_factory=HooksSettings)
     source: str = "<defaults>"
 
     @property
@@ -177,6 +179,9 @@ RESTART_KEYS: frozenset[str] = frozenset({
     "ocr.memory_limit_mb", "ocr.max_pages", "ocr.max_megapixels", "ocr.dpi",
     "ocr.pdf_min_page_chars", "ocr.detect_orientation", "ocr.max_attempts",
     "ocr.lease_seconds", "ocr.poll_seconds",
+    # The hook runners, and the hooks a host declares in the database, are set at start.
+    "hooks.post_ingest", "hooks.post_ocr", "hooks.timeout_seconds", "hooks.workers",
+    "hooks.retries",
 })
 # YAML keys whose value sits in a top-level Settings field of another name.
 PATH_FIELDS: dict[str, str] = {
