@@ -19,12 +19,13 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"foundation"},
     "db": {"config", "foundation"},
     "extract": {"foundation"},
-    "ingest": {"config", "db", "extract", "foundation"},
-    "ocr": {"config", "db", "extract", "foundation"},
-    "jobs": {"config", "db", "ingest", "foundation"},
+    "rules": {"foundation"},
+    "ingest": {"config", "db", "extract", "rules", "foundation"},
+    "ocr": {"config", "db", "extract", "rules", "foundation"},
+    "jobs": {"config", "db", "ingest", "rules", "foundation"},
     "legacy": {"config", "db", "ingest", "foundation"},
-    "service": {"config", "db", "extract", "ingest", "jobs", "ocr", "foundation"},
-    "cli": {"config", "db", "extract", "ingest", "jobs", "legacy", "ocr", "service",
+    "service": {"config", "db", "extract", "ingest", "jobs", "ocr", "rules", "foundation"},
+    "cli": {"config", "db", "extract", "ingest", "jobs", "legacy", "ocr", "rules", "service",
             "foundation"},
 }
 
