@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alfrd_daemon.config.jobs import RESCAN_INTERVAL, JobsSettings
+from alfrd_daemon.config.rules_files import RulesSettings
 
 DEFAULT_IGNORE_FILES: tuple[str, ...] = (
     ".*",  # dotfiles: rsync's .name.XXXXXX, ._* AppleDouble, .DS_Store, .~lock.*
@@ -134,6 +135,7 @@ class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
+    rules: RulesSettings = field(default_factory=RulesSettings)
     source: str = "<defaults>"
 
     @property
@@ -156,6 +158,8 @@ LIVE_KEYS: frozenset[str] = frozenset({
     "search.language", "logging.level",
     "jobs.timezone", "jobs.backup", "jobs.restore_test", "jobs.reindex", "jobs.rescan",
     "jobs.retry_failed", "jobs.prune",
+    # Rules are compiled again from the re-read files (rules.d included) on every reload.
+    "rules.dir", "rules.regex_timeout", "rules.inline",
 })
 RESTART_KEYS: frozenset[str] = frozenset({
     "state_dir", "paths.store", "paths.failed", "paths.backups",

@@ -3,9 +3,10 @@ the value and what was expected. All problems are reported at once."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import regex
 
@@ -25,9 +26,17 @@ class RulesError(Exception):
         self.problems = list(problems)
 
 
+class SourceLike(Protocol):
+    @property
+    def origin(self) -> str: ...
+    @property
+    def data(self) -> Any: ...
+
+
 @dataclass(frozen=True)
 class RuleSource:
-    """One rule as read from YAML, and where it was read."""
+    """One rule as read from YAML, and where it was read (config's RuleEntry has the same
+    shape)."""
 
     origin: str
     data: Any
@@ -107,7 +116,7 @@ def _fuzzy(c: _Checker, value: object) -> Fuzzy | None:
     return Fuzzy(phrases, threshold) if phrases else None
 
 
-def compile_rule(source: RuleSource, index: int, problems: list[str]) -> Rule | None:
+def compile_rule(source: SourceLike, index: int, problems: list[str]) -> Rule | None:
     data = source.data
     if not isinstance(data, Mapping):
         problems.append(f"{source.origin}: rule #{index + 1}: got {_shown(data)}, expected a "
@@ -174,7 +183,7 @@ def compile_rule(source: RuleSource, index: int, problems: list[str]) -> Rule | 
     return Rule(name=name, origin=source.origin, case_sensitive=cs, **fields)
 
 
-def compile_rules(sources: Sequence[RuleSource], *,
+def compile_rules(sources: Sequence[SourceLike], *,
                   regex_timeout: float = DEFAULT_REGEX_TIMEOUT) -> RuleSet:
     """The rules in order (first match sets type, correspondent and title). Raises RulesError
     naming every problem."""
@@ -195,3 +204,20 @@ def compile_rules(sources: Sequence[RuleSource], *,
     if problems:
         raise RulesError(problems)
     return RuleSet(tuple(rules), regex_timeout)
+
+
+_cache_lock = threading.Lock()
+_cache: tuple[object, float, RuleSet] | None = None
+
+
+def compiled(sources: Sequence[SourceLike], regex_timeout: float) -> RuleSet:
+    """compile_rules, once per configuration: every document of a worker, and every worker,
+    shares the RuleSet compiled from the settings' entries until a reload brings new ones."""
+    global _cache
+    with _cache_lock:
+        if _cache is not None and _cache[0] is sources and _cache[1] == regex_timeout:
+            return _cache[2]
+    ruleset = compile_rules(sources, regex_timeout=regex_timeout)
+    with _cache_lock:
+        _cache = (sources, regex_timeout, ruleset)
+    return ruleset

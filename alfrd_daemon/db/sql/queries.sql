@@ -4,11 +4,11 @@
 -- name: insert_document
 INSERT INTO documents (id, sha256, original_name, source_path, tags, mime_type, size_bytes,
                        stored_path, status, title, extracted_text, extractor, search_config,
-                       metadata, error, store_id)
+                       metadata, error, store_id, document_type, correspondent, rule_tags)
 VALUES (coalesce(%(id)s, gen_random_uuid()), %(sha256)s, %(original_name)s, %(source_path)s,
         %(tags)s, %(mime_type)s, %(size_bytes)s, %(stored_path)s, %(status)s, %(title)s,
         %(extracted_text)s, %(extractor)s, %(search_config)s::regconfig, %(metadata)s, %(error)s,
-        %(store_id)s)
+        %(store_id)s, %(document_type)s, %(correspondent)s, %(rule_tags)s)
 ON CONFLICT DO NOTHING
 RETURNING id;
 
@@ -27,7 +27,13 @@ SET sha256 = %(sha256)s, original_name = %(original_name)s, source_path = %(sour
     stored_path = %(stored_path)s, status = %(status)s, title = %(title)s,
     extracted_text = %(extracted_text)s, extractor = %(extractor)s,
     search_config = %(search_config)s::regconfig, metadata = %(metadata)s, error = %(error)s,
-    store_id = %(store_id)s, updated_at = now()
+    store_id = %(store_id)s, updated_at = now(),
+    -- A failed row has no rules' work to keep, but the user may have named it already.
+    document_type = CASE WHEN 'document_type' = ANY(user_fields) THEN document_type
+                         ELSE %(document_type)s END,
+    correspondent = CASE WHEN 'correspondent' = ANY(user_fields) THEN correspondent
+                         ELSE %(correspondent)s END,
+    rule_tags = %(rule_tags)s
 WHERE id = %(existing_id)s AND status = 'failed'
 RETURNING id;
 
