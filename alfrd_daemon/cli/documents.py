@@ -114,11 +114,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(doc)
         return EXIT_OK
-    for key in ("id", "original_name", "source_path", "status", "tags", "mime_type",
-                "size_bytes", "sha256", "stored_path", "title", "extractor", "error",
-                "created_at", "updated_at"):
+    for key in ("id", "original_name", "source_path", "status", "title", "document_type",
+                "correspondent", "document_date", "tags", "mime_type", "size_bytes", "sha256",
+                "stored_path", "extractor", "error", "created_at", "updated_at"):
         if doc.get(key) not in (None, [], ""):
             print(f"{key:>14}: {doc[key]}")
+    _print_rules(doc.get("metadata") or {})
     print(f"{'store':>14}: {_store_text(store)}")
     if ocr_job is not None:
         print(f"{'ocr':>14}: {_ocr_job_text(ocr_job)}")
@@ -131,6 +132,22 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"\n… ({doc['text_length']} characters in all)")
         print(f"\n{doc['text']}{more}")
     return EXIT_OK
+
+
+def _print_rules(meta: dict[str, Any]) -> None:
+    """Which rules matched, on which words, and what they left undone."""
+    matched = meta.get("rules")
+    if not isinstance(matched, dict):
+        return
+    if not matched:
+        print(f"{'rules':>14}: none matched")
+    for i, (rule, words) in enumerate(matched.items()):
+        shown = ", ".join(repr(w) for w in words) if isinstance(words, list) else ""
+        print(f"{'rules' if i == 0 else '':>14}{':' if i == 0 else ' '} {rule} (on {shown})")
+    for line in meta.get("rules_skipped") or []:
+        print(f"{'':>16}skipped: {line}")
+    for rule in meta.get("rules_timed_out") or {}:
+        print(f"{'':>16}{rule}: a pattern ran out of time (counted as no match)")
 
 
 def _holding_store(settings: Settings, doc: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from alfrd_daemon.cli import (
     jobs,
     ocr,
     retry,
+    rules,
     run,
     status,
     worker,
@@ -43,8 +44,8 @@ from alfrd_daemon.logs import mask_dsn
 DESCRIPTION = ("The `alfrd` command: run the daemon, and query or repair the archive from "
                "another shell.")
 # In the order `alfrd --help` lists them.
-COMMAND_MODULES = (run, worker, documents, status, config, retry, ocr, admin, check, jobs,
-                   duckdb)
+COMMAND_MODULES = (run, worker, documents, status, config, rules, retry, ocr, admin, check,
+                   jobs, duckdb)
 
 
 def build_parser() -> argparse.ArgumentParser:

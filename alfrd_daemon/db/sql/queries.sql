@@ -122,7 +122,8 @@ LIMIT %(limit)s;
 -- name: show_document
 SELECT d.id, d.sha256, d.original_name, d.source_path, d.tags, d.mime_type, d.size_bytes,
        d.stored_path, d.status, d.title, d.extractor, d.search_config::text AS search_config,
-       d.metadata, d.error, d.created_at, d.updated_at,
+       d.metadata, d.error, d.created_at, d.updated_at, d.document_type, d.correspondent,
+       d.document_date, d.user_fields, d.rule_tags,
        left(coalesce(d.extracted_text, ''), %(text_limit)s) AS text,
        length(coalesce(d.extracted_text, '')) AS text_length,
        d.store_id, s.hostname AS store_hostname, s.path AS store_path

@@ -44,3 +44,15 @@ SET tags = %(tags)s, rule_tags = %(rule_tags)s, document_type = %(document_type)
     correspondent = %(correspondent)s, title = %(title)s,
     metadata = metadata || %(patch)s::jsonb, updated_at = now()
 WHERE id = %(id)s;
+
+-- name: rules_find_ids
+SELECT d.id
+FROM documents d
+WHERE (d.id::text = %(id)s OR d.id::text LIKE %(prefix)s) AND d.deleted_at IS NULL
+ORDER BY d.id
+LIMIT 2;
+
+-- name: rules_read_one
+SELECT {rule_columns}
+FROM documents d
+WHERE d.id = %(id)s;

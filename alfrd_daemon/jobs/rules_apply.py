@@ -1,0 +1,115 @@
+"""`alfrd rules apply`: the rules run again over stored documents, in short transactions.
+
+Documents are taken in id order, a batch at a time (keyset pagination: a run stopped at any
+point resumes from the last id it finished, and a document ingested meanwhile already got
+its rules at ingest). Each batch locks its rows (FOR UPDATE, in id order, waiting the few
+milliseconds an OCR completion or a user's edit holds one), reads, applies, writes only rows
+that change, and commits: safe next to running daemons on any host, and never against a
+manual edit, which takes the same row lock and is honoured through user_fields."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+
+from alfrd_daemon.db.queries import load_named_queries
+from alfrd_daemon.logs import event
+from alfrd_daemon.pgsafe import clean_json
+from alfrd_daemon.rules.apply import apply_rules, changed
+from alfrd_daemon.rules.model import RuleSet
+from alfrd_daemon.rules.stored import document_from_row, update_params
+
+Q = load_named_queries("rules.sql")
+log = logging.getLogger("alfrd.rules")
+FIRST_ID = "00000000-0000-0000-0000-000000000000"
+DEFAULT_BATCH = 500
+
+
+@dataclass
+class ApplyStats:
+    documents: int = 0  # looked at
+    changed: int = 0  # written
+    timed_out: int = 0  # documents on which a pattern ran out of time
+    last_id: str = FIRST_ID  # where a resumed run starts (--from-id)
+    matched: dict[str, int] = field(default_factory=dict)  # rule → documents it matched
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"documents": self.documents, "changed": self.changed,
+                "timed_out": self.timed_out, "last_id": self.last_id,
+                "matched": self.matched}
+
+
+def count(conn: psycopg.Connection[DictRow], *, after: str, since: datetime | None) -> int:
+    row = conn.execute(Q["rules_count"], {"after": after, "since": since}).fetchone()
+    return int(row["n"]) if row else 0
+
+
+def apply_batch(conn: psycopg.Connection[DictRow], ids: Sequence[Any], ruleset: RuleSet,
+                stats: ApplyStats) -> None:
+    """One transaction: lock `ids`, apply, write the rows that change."""
+    with conn.transaction():
+        rows = conn.execute(Q["rules_lock_ids"], {"ids": list(ids)}).fetchall()
+        updates = []
+        for row in rows:
+            doc = document_from_row(row)
+            out = apply_rules(doc, ruleset)
+            stats.documents += 1
+            for name in out.matched:
+                stats.matched[name] = stats.matched.get(name, 0) + 1
+            if out.timed_out:
+                stats.timed_out += 1
+                event(log, "rule_timeout", f"rules ran out of time on {row['id']}",
+                      level=logging.WARNING, document_id=str(row["id"]),
+                      rules=sorted(out.timed_out))
+            if changed(doc, out):
+                params = update_params(row["id"], out)
+                updates.append({**params, "patch": Jsonb(clean_json(params["patch"]))})
+        if updates:
+            with conn.cursor() as cur:
+                cur.executemany(Q["rules_update"], updates)
+        stats.changed += len(updates)
+
+
+def apply_all(conn: psycopg.Connection[DictRow], ruleset: RuleSet, *,
+              since: datetime | None = None, after: str = FIRST_ID,
+              batch_size: int = DEFAULT_BATCH,
+              on_batch: Callable[[ApplyStats, int], None] | None = None,
+              stop: threading.Event | None = None,
+              stats: ApplyStats | None = None) -> ApplyStats:
+    """Every stored document (not failed, not in the trash; ingested since `since`) after
+    the id `after`. `conn` must be in autocommit mode: each batch is its own transaction.
+    `stats` (filled as batches commit) tells an interrupted caller where to resume."""
+    stats = stats if stats is not None else ApplyStats()
+    stats.last_id = after
+    while stop is None or not stop.is_set():
+        ids = [r["id"] for r in conn.execute(Q["rules_next_ids"], {
+            "after": stats.last_id, "since": since, "limit": batch_size}).fetchall()]
+        if not ids:
+            break
+        apply_batch(conn, ids, ruleset, stats)
+        stats.last_id = str(ids[-1])
+        if on_batch is not None:
+            on_batch(stats, len(ids))
+    return stats
+
+
+def resolve_ids(conn: psycopg.Connection[DictRow], prefixes: Sequence[str]
+                ) -> tuple[list[Any], list[str]]:
+    """(the ids the prefixes name, the prefixes that name no document or several)."""
+    ids, bad = [], []
+    for prefix in prefixes:
+        rows = conn.execute(Q["rules_find_ids"], {"id": prefix, "prefix": prefix + "%"}
+                            ).fetchall()
+        if len(rows) == 1:
+            ids.append(rows[0]["id"])
+        else:
+            bad.append(prefix)
+    return sorted(set(ids), key=str), bad
