@@ -16,6 +16,7 @@ from typing import Any
 from alfrd_daemon.rules.match import match_rule
 from alfrd_daemon.rules.model import Document, RuleSet
 from alfrd_daemon.rules.title import render
+from alfrd_daemon.rules.words import TextWords
 
 
 @dataclass
@@ -57,8 +58,9 @@ def apply_rules(doc: Document, ruleset: RuleSet) -> Outcome:
             setattr(out, name, None)
     added: list[str] = []
     titles: list[tuple[str, str]] = []
+    words = TextWords(doc.text)
     for rule in ruleset.rules:
-        m = match_rule(rule, doc.text, doc.original_name, doc.source_path,
+        m = match_rule(rule, words, doc.original_name, doc.source_path,
                        timeout=ruleset.regex_timeout)
         if m.timed_out:
             out.timed_out[rule.name] = m.timed_out

@@ -12,6 +12,7 @@ import regex
 
 from alfrd_daemon.rules.model import DEFAULT_REGEX_TIMEOUT, Fuzzy, Rule, RuleSet, WordSet
 from alfrd_daemon.rules.title import check_template
+from alfrd_daemon.rules.words import is_plain
 
 CONDITIONS = ("any", "all", "exact", "regex", "fuzzy", "filename", "folder")
 ACTIONS = ("tags", "document_type", "correspondent", "title")
@@ -92,9 +93,13 @@ def _phrase(text: str) -> str:
 
 
 def word_set(words: tuple[str, ...], case_sensitive: bool) -> WordSet:
-    alternatives = "|".join(_phrase(w) for w in sorted(words, key=len, reverse=True))
-    return WordSet(words, regex.compile(rf"(?<!\w)(?:{alternatives})(?!\w)",
-                                        _flags(case_sensitive)))
+    plain = tuple(w if case_sensitive else w.casefold() for w in words if is_plain(w))
+    rest = sorted((w for w in words if not is_plain(w)), key=len, reverse=True)
+    pattern = None
+    if rest:
+        alternatives = "|".join(_phrase(w) for w in rest)
+        pattern = regex.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", _flags(case_sensitive))
+    return WordSet(words, plain, pattern)
 
 
 def _fuzzy(c: _Checker, value: object) -> Fuzzy | None:

@@ -11,6 +11,7 @@ import regex
 from rapidfuzz import fuzz
 
 from alfrd_daemon.rules.model import Rule, WordSet
+from alfrd_daemon.rules.words import TextWords
 
 FUZZY_MAX_CHARS = 200_000  # fuzzy alignment over the first part of a huge text only
 
@@ -23,12 +24,19 @@ class Match:
     blocked_by: str | None = None  # the `none` word that vetoed a match
 
 
-def _found(ws: WordSet, text: str, timeout: float) -> dict[str, str]:
+def _found(ws: WordSet, words: TextWords, case_sensitive: bool, timeout: float
+           ) -> dict[str, str]:
     """{word as configured (casefolded): the text it matched}."""
     found: dict[str, str] = {}
-    for m in ws.pattern.finditer(text, timeout=timeout):
-        key = " ".join(m.group(0).split()).casefold()
-        found.setdefault(key, m.group(0))
+    if ws.plain:
+        index = words.exact() if case_sensitive else words.folded()
+        for word in ws.plain:
+            hit = index.get(word)
+            if hit is not None:
+                found.setdefault(_key(word), hit)
+    if ws.pattern is not None:
+        for m in ws.pattern.finditer(words.text, timeout=timeout):
+            found.setdefault(_key(m.group(0)), m.group(0))
     return found
 
 
@@ -44,37 +52,40 @@ def _folder_matches(patterns: tuple[str, ...], folder: str) -> str | None:
     return None
 
 
-def match_rule(rule: Rule, text: str, name: str, source_path: str, *,
+def match_rule(rule: Rule, words: TextWords, name: str, source_path: str, *,
                timeout: float) -> Match:
+    """`words`: the document's text, split once for all rules."""
+    text = words.text
+    cs = rule.case_sensitive
     result = Match(False)
-    words = result.words
+    matched = result.words
     try:
         if rule.filename:
             shown = name if rule.case_sensitive else name.casefold()
             if not any(fnmatch.fnmatchcase(shown, p) for p in rule.filename):
                 return result
-            words.append(name)
+            matched.append(name)
         if rule.folder:
             folder = posixpath.dirname(source_path.replace("\\", "/"))
             folder = folder if rule.case_sensitive else folder.casefold()
             hit = _folder_matches(rule.folder, folder)
             if hit is None:
                 return result
-            words.append(hit + "/")
+            matched.append(hit + "/")
         if rule.any is not None:
-            found = _found(rule.any, text, timeout)
+            found = _found(rule.any, words, cs, timeout)
             if not found:
                 return result
-            words += found.values()
+            matched += found.values()
         if rule.all is not None:
-            found = _found(rule.all, text, timeout)
+            found = _found(rule.all, words, cs, timeout)
             if not {_key(w) for w in rule.all.words} <= set(found):
                 return result
-            words += found.values()
+            matched += found.values()
         for pattern in rule.exact:
             m = pattern.search(text, timeout=timeout)
             if m is not None:
-                words.append(m.group(0))
+                matched.append(m.group(0))
                 break
         else:
             if rule.exact:
@@ -91,14 +102,14 @@ def match_rule(rule: Rule, text: str, name: str, source_path: str, *,
                     hits.append(m.group(0))
             if not hits:
                 return result
-            words += hits
+            matched += hits
         if rule.fuzzy is not None:
             hit = _fuzzy(rule, text)
             if hit is None:
                 return result
-            words.append(hit)
+            matched.append(hit)
         if rule.none is not None:
-            vetoed = _found(rule.none, text, timeout)
+            vetoed = _found(rule.none, words, cs, timeout)
             if vetoed:
                 result.blocked_by = next(iter(vetoed.values()))
                 return result

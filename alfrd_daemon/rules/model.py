@@ -14,10 +14,13 @@ DEFAULT_REGEX_TIMEOUT = 0.25
 
 @dataclass(frozen=True)
 class WordSet:
-    """`any` / `all` / `none`: words or phrases, each between word boundaries."""
+    """`any` / `all` / `none`: words or phrases, each between word boundaries. A plain word
+    (letters and digits only) is looked up among the text's words, split once per document
+    for every rule; only phrases and words with other characters need a pattern."""
 
-    words: tuple[str, ...]
-    pattern: regex.Pattern[str]
+    words: tuple[str, ...]  # as configured
+    plain: tuple[str, ...]  # the plain words, casefolded unless the rule is case-sensitive
+    pattern: regex.Pattern[str] | None  # the rest, or None
 
 
 @dataclass(frozen=True)

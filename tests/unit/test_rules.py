@@ -5,13 +5,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from alfrd_daemon.config.parse import ConfigError, load_settings
 from alfrd_daemon.rules.apply import apply_rules, changed
 from alfrd_daemon.rules.load import RulesError, RuleSource, compile_rules
 from alfrd_daemon.rules.model import Document, RuleSet
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def rules(*data: dict[str, Any], timeout: float = 0.25) -> RuleSet:
@@ -204,3 +209,70 @@ def test_every_problem_reported_at_once_and_duplicate_names() -> None:
               {"name": "c", "any": "x", "tags": ["x"]}, {"name": "c", "any": "y", "tags": ["y"]})
     assert len(err.value.problems) == 3
     assert "a name no other rule has" in err.value.problems[2]
+
+
+def test_words_with_other_characters_and_casefolding() -> None:
+    rule = {"name": "w", "any": ["e-mail", "straße"], "tags": ["x"]}
+    assert run("send an E-Mail", rule).matched == {"w": ["E-Mail"]}
+    assert run("Hauptstrasse 5", rule).matched == {}  # a whole word only
+    assert run("STRASSE 5", rule).matched == {"w": ["STRASSE"]}  # ß casefolds to ss
+    assert run("email", rule).matched == {}
+
+
+# --- configuration: inline rules, rules.d, and the documented examples ---------------------
+def test_config_reads_inline_rules_and_rules_d_in_order(tmp_path: Path) -> None:
+    (tmp_path / "rules.d").mkdir()
+    (tmp_path / "rules.d" / "20-b.yaml").write_text(yaml.safe_dump(
+        [{"name": "b", "any": "x", "tags": ["b"]}]))
+    (tmp_path / "rules.d" / "10-a.yml").write_text(yaml.safe_dump(
+        {"rules": [{"name": "a", "any": "x", "tags": ["a"]}]}))
+    (tmp_path / "rules.d" / "notes.txt").write_text("not a rule file")
+    config = tmp_path / "alfrd.yaml"
+    config.write_text(yaml.safe_dump({"rules": [{"name": "inline", "any": "x",
+                                                 "tags": ["i"]}]}))
+    settings = load_settings(str(config), environ={})
+    ruleset = compile_rules(settings.rules.inline)
+    assert [r.name for r in ruleset.rules] == ["inline", "a", "b"]
+    assert ruleset.rules[1].origin.endswith("rules.d/10-a.yml")
+
+
+@pytest.mark.parametrize(("rules_file", "expected"), [
+    ("- name: [", "invalid YAML at line 1"),
+    ("name: x", "expected a list of rules"),
+])
+def test_a_bad_rules_file_is_a_config_problem(tmp_path: Path, rules_file: str,
+                                              expected: str) -> None:
+    (tmp_path / "rules.d").mkdir()
+    (tmp_path / "rules.d" / "bad.yaml").write_text(rules_file)
+    (tmp_path / "alfrd.yaml").write_text("{}")
+    with pytest.raises(ConfigError) as err:
+        load_settings(str(tmp_path / "alfrd.yaml"), environ={})
+    assert expected in err.value.problems[0] and "bad.yaml" in err.value.problems[0]
+
+
+def test_rules_dir_must_exist_and_the_section_is_checked(tmp_path: Path) -> None:
+    (tmp_path / "alfrd.yaml").write_text(yaml.safe_dump(
+        {"rules": {"dir": "missing", "regex_timeout": 0, "inlin": []}}))
+    with pytest.raises(ConfigError) as err:
+        load_settings(str(tmp_path / "alfrd.yaml"), environ={})
+    text = "\n".join(err.value.problems)
+    assert "At 'rules.dir'" in text and "At 'rules.regex_timeout'" in text
+    assert "At 'rules.inlin': unknown setting" in text
+
+
+def test_the_documented_example_rules_compile() -> None:
+    text = (REPO / "config" / "alfrd.yaml").read_text(encoding="utf-8")
+    start = text.index("#   rules:\n")
+    block = []
+    for line in text[start:].splitlines():
+        if not line.startswith("#"):
+            break
+        block.append(line[2:])
+    data = yaml.safe_load("\n".join(block))
+    ruleset = compile_rules([RuleSource("alfrd.yaml", r) for r in data["rules"]["inline"]])
+    kinds = {k for r in data["rules"]["inline"] for k in r}
+    assert {"any", "all", "none", "exact", "regex", "fuzzy", "filename", "folder"} <= kinds
+    out = apply_rules(doc("Strom 300 kWh"), ruleset)
+    assert (out.document_type, out.correspondent) == ("invoice", "Stadtwerke")
+    out = apply_rules(doc("Kundennr. 123456"), ruleset)
+    assert out.tags == ["customer"]
