@@ -71,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _safe_output()
     args = build_parser().parse_args(argv)
     command = "alfrd " + " ".join(
-        str(getattr(args, key)) for key in ("command", "config_command", "jobs_command")
+        str(getattr(args, key)) for key in ("command", "config_command", "jobs_command",
+                                            "rules_command")
         if getattr(args, key, None))
     try:
         return int(args.func(args))

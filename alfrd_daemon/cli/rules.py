@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from alfrd_daemon.cli.common import (
     document_id,
     print_json,
     settings_from,
+    shown,
     whole_number,
 )
 from alfrd_daemon.config.settings import Settings
@@ -43,6 +45,7 @@ from alfrd_daemon.rules.stored import document_from_row
 from alfrd_daemon.service.rules_check import check_rules
 
 Q = load_named_queries("rules.sql")
+_ID_PREFIX = re.compile(r"^[0-9a-f-]{1,36}$")
 
 
 def since_arg(text: str) -> dt.datetime:
@@ -102,10 +105,16 @@ def _file_document(settings: Settings, path: Path, folder: str) -> Document:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
+    path = Path(args.target)
+    is_file = path.is_file()
+    prefix = args.target.strip().lower()
+    if not is_file and (not _ID_PREFIX.match(prefix) or not prefix.strip("-")):
+        print(f"alfrd rules test: got {shown(args.target)}, expected an existing file or a "
+              "document id (or its start)", file=sys.stderr)
+        return EXIT_USAGE
     settings = settings_from(args)
     ruleset = check_rules(settings)
-    path = Path(args.target)
-    if path.is_file():
+    if is_file:
         try:
             doc = _file_document(settings, path, args.folder)
         except PermanentExtractionError as exc:
@@ -113,7 +122,6 @@ def cmd_test(args: argparse.Namespace) -> int:
             return EXIT_PROBLEM
         what = str(path)
     else:
-        prefix = document_id(args.target)
         with database(settings) as conn:
             rows = conn.execute(Q["rules_find_ids"], {"id": prefix, "prefix": prefix + "%"}
                                 ).fetchall()

@@ -4,6 +4,7 @@ the value and what was expected. All problems are reported at once."""
 from __future__ import annotations
 
 import threading
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -66,21 +67,32 @@ class _Checker:
         else:
             self.problem(key, value, "a string or a list of strings")
             return ()
-        out = []
+        out, bad = [], 0
         for item in items:
-            if not isinstance(item, str) or not item.strip() or len(item) > MAX_TEXT:
-                self.problem(key, item, f"a non-empty string of at most {MAX_TEXT} characters")
+            if not _usable(item):
+                bad += 1
+                self.problem(key, item, f"a non-empty string of at most {MAX_TEXT} printable "
+                             "characters")
                 continue
-            out.append(item.strip())
-        if not out:
+            assert isinstance(item, str)
+            out.append(unicodedata.normalize("NFC", item.strip()))
+        if not out and not bad:
             self.problem(key, value, "at least one word")
         return tuple(out)
 
     def value(self, key: str, value: object) -> str | None:
-        if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
-            self.problem(key, value, f"a non-empty string of at most {MAX_TEXT} characters")
+        if not _usable(value):
+            self.problem(key, value, f"a non-empty string of at most {MAX_TEXT} printable "
+                         "characters")
             return None
-        return value.strip()
+        assert isinstance(value, str)
+        return unicodedata.normalize("NFC", value.strip())
+
+
+def _usable(value: object) -> bool:
+    """Text PostgreSQL stores and a line shows: no NUL, no control characters."""
+    return (isinstance(value, str) and bool(value.strip()) and len(value) <= MAX_TEXT
+            and value.strip().isprintable())
 
 
 def _flags(case_sensitive: bool) -> int:

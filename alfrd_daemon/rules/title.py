@@ -14,23 +14,24 @@ _SPACES = re.compile(r"\s+")
 
 
 def check_template(template: str) -> str | None:
-    """None when the template is usable, else what is wrong with it."""
+    """None when the template is usable, else what was expected (the validator's line reads
+    "got …, expected <this>")."""
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as exc:
-        return f"not a valid template ({exc}); write fields as {{correspondent}}"
+        return f"a valid template, fields written as {{correspondent}} ({exc})"
     for _, name, spec, conversion in parts:
         if name is None:
             continue
         if name not in FIELDS:
-            return (f"unknown field {{{name}}}; expected one of "
-                    + ", ".join(f"{{{f}}}" for f in FIELDS))
+            return ("fields among " + ", ".join(f"{{{f}}}" for f in FIELDS)
+                    + f" ({{{name}}} is not one)")
         if conversion:
-            return f"field {{{name}}} takes no !{conversion} conversion"
+            return f"no !{conversion} conversion in {{{name}}}"
         if spec and name != "date":
-            return f"field {{{name}}} takes no format; only {{date:%Y-%m}} does"
+            return f"a format only on {{date}}, as in {{date:%Y-%m}} (not on {{{name}}})"
         if spec and ("{" in spec or "%" not in spec):
-            return f"the date format {spec!r} is not a strftime format such as %Y-%m-%d"
+            return f"a strftime date format such as {{date:%Y-%m-%d}} (not {spec!r})"
     return None
 
 

@@ -108,8 +108,13 @@ def test_config_check_and_start_refuse_bad_rules(tmp_path: Path, db_url: str) ->
     config = write_config(tmp_path, db_url, rules=bad)
     result = run_cli(config, "config", "check", check=False)
     assert result.returncode == 1
-    assert "rule 'r', key 'title': got '{sender}', expected unknown field {sender}" in (
-        result.stdout)
+    assert "rule 'r', key 'title': got '{sender}', expected fields among" in result.stdout
+    for args, expected in ((["rules", "apply"], "name document ids, or pass --all"),
+                           (["rules", "apply", "--since", "yesterday"], "'yesterday'"),
+                           (["rules", "test", "no/such/file.txt"], "an existing file")):
+        bad_arg = run_cli(config, *args, check=False)
+        assert bad_arg.returncode == 64 and expected in bad_arg.stderr, bad_arg.stderr
+        assert len(bad_arg.stderr.strip().splitlines()) == 1
     daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
     assert daemon.proc is not None
     assert daemon.proc.wait(60) == 1

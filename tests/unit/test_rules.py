@@ -184,9 +184,12 @@ def test_disabled_rule_does_nothing() -> None:
      "rule 'r', key 'regex': got '(unclosed', expected a valid regular expression"),
     ({"name": "r", "any": "x", "tagz": ["x"]}, "rule 'r', key 'tagz': got ['x'], expected one of"),
     ({"name": "r", "any": "x", "title": "{sender}"},
-     "rule 'r', key 'title': got '{sender}', expected unknown field {sender}"),
-    ({"name": "r", "any": "x", "title": "{correspondent.__class__}"}, "unknown field"),
-    ({"name": "r", "any": "x", "title": "{date:%Y", "tags": ["x"]}, "not a valid template"),
+     "rule 'r', key 'title': got '{sender}', expected fields among {correspondent}, "
+     "{document_type}, {date}, {filename}, {folder} ({sender} is not one)"),
+    ({"name": "r", "any": "x", "title": "{correspondent.__class__}"}, "is not one"),
+    ({"name": "r", "any": "x", "title": "{date:%Y", "tags": ["x"]}, "expected a valid template"),
+    ({"name": "r", "any": "x", "title": "{date:>10}"}, "expected a strftime date format"),
+    ({"name": "r", "any": "x", "title": "{correspondent:>10}"}, "a format only on {date}"),
     ({"name": "r", "fuzzy": {"text": "x", "threshold": 10}, "tags": ["x"]},
      "key 'fuzzy.threshold': got 10, expected a number from 50 to 100"),
     ({"name": "r", "any": 5, "tags": ["x"]}, "key 'any': got 5, expected a string or a list"),
@@ -276,3 +279,10 @@ def test_the_documented_example_rules_compile() -> None:
     assert (out.document_type, out.correspondent) == ("invoice", "Stadtwerke")
     out = apply_rules(doc("Kundennr. 123456"), ruleset)
     assert out.tags == ["customer"]
+
+
+def test_values_the_database_would_refuse_are_refused_at_load() -> None:
+    with pytest.raises(RulesError) as err:
+        rules({"name": "r", "any": "x", "tags": ["a\x00b"], "correspondent": "line\nbreak"})
+    assert len(err.value.problems) == 2
+    assert all("printable characters" in p for p in err.value.problems)
