@@ -2,10 +2,11 @@
 
 Documents are taken in id order, a batch at a time (keyset pagination: a run stopped at any
 point resumes from the last id it finished, and a document ingested meanwhile already got
-its rules at ingest). Each batch locks its rows (FOR UPDATE, in id order, waiting the few
-milliseconds an OCR completion or a user's edit holds one), reads, applies, writes only rows
-that change, and commits: safe next to running daemons on any host, and never against a
-manual edit, which takes the same row lock and is honoured through user_fields."""
+its rules at ingest). Each batch is read without locks; the rows that would change are then
+locked (FOR UPDATE, in id order, waiting the few milliseconds an OCR completion or a user's
+edit holds one), decided again on what they hold now, written and committed: safe next to
+running daemons on any host, and never against a manual edit, which takes the same row lock
+and is honoured through user_fields."""
 
 from __future__ import annotations
 
@@ -54,28 +55,40 @@ def count(conn: psycopg.Connection[DictRow], *, after: str, since: datetime | No
 
 def apply_batch(conn: psycopg.Connection[DictRow], ids: Sequence[Any], ruleset: RuleSet,
                 stats: ApplyStats) -> None:
-    """One transaction: lock `ids`, apply, write the rows that change."""
+    """One batch: read `ids` without locks and find the rows the rules would change; then,
+    in one short transaction, lock just those, apply again to what they hold now (a user's
+    edit or an OCR result may have come in between), and write the ones that still change.
+    A row that changes after the first read was written by OCR (which runs the rules
+    itself) or by the user (whose edits rules leave alone), so skipping it loses nothing."""
+    rows = conn.execute(Q["rules_read_ids"], {"ids": list(ids)}).fetchall()
+    stale = []
+    for row in rows:
+        doc = document_from_row(row)
+        out = apply_rules(doc, ruleset)
+        stats.documents += 1
+        for name in out.matched:
+            stats.matched[name] = stats.matched.get(name, 0) + 1
+        if out.timed_out:
+            stats.timed_out += 1
+            event(log, "rule_timeout", f"rules ran out of time on {row['id']}",
+                  level=logging.WARNING, document_id=str(row["id"]),
+                  rules=sorted(out.timed_out))
+        if changed(doc, out):
+            stale.append(row["id"])
+    if not stale:
+        return
     with conn.transaction():
-        rows = conn.execute(Q["rules_lock_ids"], {"ids": list(ids)}).fetchall()
         updates = []
-        for row in rows:
+        for row in conn.execute(Q["rules_lock_ids"], {"ids": stale}).fetchall():
             doc = document_from_row(row)
             out = apply_rules(doc, ruleset)
-            stats.documents += 1
-            for name in out.matched:
-                stats.matched[name] = stats.matched.get(name, 0) + 1
-            if out.timed_out:
-                stats.timed_out += 1
-                event(log, "rule_timeout", f"rules ran out of time on {row['id']}",
-                      level=logging.WARNING, document_id=str(row["id"]),
-                      rules=sorted(out.timed_out))
             if changed(doc, out):
                 params = update_params(row["id"], out)
                 updates.append({**params, "patch": Jsonb(clean_json(params["patch"]))})
         if updates:
             with conn.cursor() as cur:
                 cur.executemany(Q["rules_update"], updates)
-        stats.changed += len(updates)
+    stats.changed += len(updates)
 
 
 def apply_all(conn: psycopg.Connection[DictRow], ruleset: RuleSet, *,

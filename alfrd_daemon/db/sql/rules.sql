@@ -28,6 +28,14 @@ FROM documents d
 WHERE d.id > %(after)s::uuid AND d.deleted_at IS NULL AND d.status <> 'failed'
   AND (%(since)s::timestamptz IS NULL OR d.created_at >= %(since)s::timestamptz);
 
+-- name: rules_read_ids
+-- A batch read without locks: only rows the rules would change are then locked and read
+-- again (rules_lock_ids), so a run over an archive that is already right writes nothing.
+SELECT {rule_columns}
+FROM documents d
+WHERE d.id = ANY(%(ids)s::uuid[]) AND d.deleted_at IS NULL AND d.status <> 'failed'
+ORDER BY d.id;
+
 -- name: rules_lock_ids
 -- Waits for rows another transaction holds (an OCR completion, a user's edit: short), so no
 -- document of the batch is skipped; locks in id order, as every batch does, so two runs
