@@ -156,6 +156,11 @@ def test_rules_apply_over_10000_documents_next_to_a_running_daemon(tmp_path: Pat
     assert tested["matched"] == {"electricity": ["Strom"]}
     assert query(db_url, "SELECT updated_at FROM documents WHERE id = %s",
                  (one["id"],))[0]["updated_at"] == one["updated_at"]
+    # One document by the start of its id.
+    single = json.loads(run_cli(config, "rules", "apply", one["id"][:13], "--json").stdout)
+    assert (single["documents"], single["changed"]) == (1, 1)
+    assert query(db_url, "SELECT document_type FROM documents WHERE id = %s",
+                 (one["id"],))[0]["document_type"] == "invoice"
     with DaemonProcess(config, tmp_path / "daemon.log") as daemon:
         apply = subprocess.Popen(
             [sys.executable, "-m", "alfrd_daemon", "rules", "apply", "--all", "--json",
