@@ -19,14 +19,12 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import DictRow
-from psycopg.types.json import Jsonb
 
 from alfrd_daemon.db.queries import load_named_queries
+from alfrd_daemon.db.rules_rows import write_many
 from alfrd_daemon.logs import event
-from alfrd_daemon.pgsafe import clean_json
-from alfrd_daemon.rules.apply import apply_rules, changed
 from alfrd_daemon.rules.model import RuleSet
-from alfrd_daemon.rules.stored import document_from_row, update_params
+from alfrd_daemon.rules.stored import decide
 
 Q = load_named_queries("rules.sql")
 log = logging.getLogger("alfrd.rules")
@@ -63,8 +61,8 @@ def apply_batch(conn: psycopg.Connection[DictRow], ids: Sequence[Any], ruleset: 
     rows = conn.execute(Q["rules_read_ids"], {"ids": list(ids)}).fetchall()
     stale = []
     for row in rows:
-        doc = document_from_row(row)
-        out = apply_rules(doc, ruleset)
+        decision = decide(ruleset, row)
+        out = decision.outcome
         stats.documents += 1
         for name in out.matched:
             stats.matched[name] = stats.matched.get(name, 0) + 1
@@ -73,21 +71,14 @@ def apply_batch(conn: psycopg.Connection[DictRow], ids: Sequence[Any], ruleset: 
             event(log, "rule_timeout", f"rules ran out of time on {row['id']}",
                   level=logging.WARNING, document_id=str(row["id"]),
                   rules=sorted(out.timed_out))
-        if changed(doc, out):
+        if decision.params is not None:
             stale.append(row["id"])
     if not stale:
         return
-    with conn.transaction():
-        updates = []
-        for row in conn.execute(Q["rules_lock_ids"], {"ids": stale}).fetchall():
-            doc = document_from_row(row)
-            out = apply_rules(doc, ruleset)
-            if changed(doc, out):
-                params = update_params(row["id"], out)
-                updates.append({**params, "patch": Jsonb(clean_json(params["patch"]))})
-        if updates:
-            with conn.cursor() as cur:
-                cur.executemany(Q["rules_update"], updates)
+    with conn.transaction(), conn.cursor() as cur:
+        locked = cur.execute(Q["rules_lock_ids"], {"ids": stale}).fetchall()
+        updates = [p for p in (decide(ruleset, row).params for row in locked) if p is not None]
+        write_many(cur, updates)
     stats.changed += len(updates)
 
 

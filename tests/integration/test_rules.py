@@ -13,8 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import docx
+import psycopg
 import yaml
+from psycopg.rows import dict_row
 
+from alfrd_daemon.config.parse import load_settings
+from alfrd_daemon.ingest.reextract import reextract_stale
 from tests.helpers import REPO, DaemonProcess, alfrd_env, query, run_cli, wait_for, write_config
 from tests.ocr_samples import image_bytes, make_text_image
 from tests.samples import make_pdf
@@ -204,3 +209,27 @@ def test_rules_apply_over_10000_documents_next_to_a_running_daemon(tmp_path: Pat
     resumed = json.loads(run_cli(config, "rules", "apply", "--all", "--from-id", middle,
                                  "--json").stdout)
     assert resumed["documents"] == 10_040 - 9501
+
+
+def test_a_document_read_again_from_the_store_gets_its_rules(tmp_path: Path,
+                                                             db_url: str) -> None:
+    """Re-extraction (the reindex job) gives stored office files their text; the rules run
+    on it in the same transaction."""
+    settings = load_settings(str(write_config(tmp_path, db_url, rules=RULES[:1])), environ={})
+    settings.store_path.mkdir(parents=True)
+    document = docx.Document()
+    document.add_paragraph("Your electricity bill")
+    document.save(str(settings.store_path / "bill"))
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+        conn.execute("INSERT INTO documents (sha256, original_name, source_path, status, "
+                     "extracted_text, extractor, mime_type, stored_path) VALUES (%s, 'bill.docx', "
+                     "'bill.docx', 'pending', '', 'none/1', %s, 'bill')",
+                     ("0" * 64, "application/vnd.openxmlformats-officedocument."
+                                "wordprocessingml.document"))
+        counts = reextract_stale(settings, conn, batch_size=10, check=lambda: None)
+        row = conn.execute("SELECT status, document_type, tags, metadata FROM documents"
+                           ).fetchone()
+    assert counts["reextracted"] == 1
+    assert row is not None and row["status"] == "extracted"
+    assert (row["document_type"], row["tags"]) == ("invoice", ["energy"])
+    assert row["metadata"]["rules"] == {"electricity": ["electricity"]}
