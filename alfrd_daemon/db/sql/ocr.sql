@@ -38,7 +38,7 @@ SET state = 'running', attempts = j.attempts + 1, lease_owner = %(owner)s,
 FROM candidate c, documents d
 WHERE j.document_id = c.document_id AND d.id = j.document_id
 RETURNING j.document_id, j.attempts, j.last_error, d.stored_path, d.mime_type,
-          d.original_name, d.store_id;
+          d.original_name, d.store_id, d.metadata -> 'folder' -> 'pages' AS folder_pages;
 
 -- name: ocr_renew
 UPDATE ocr_jobs
@@ -139,7 +139,7 @@ RETURNING d.id, d.original_name;
 -- has seen.
 UPDATE documents d
 SET status = 'pending', error = NULL, updated_at = now()
-WHERE alfrd_ocr_mime(d.mime_type) AND d.stored_path IS NOT NULL
+WHERE alfrd_ocr_queued(d.mime_type) AND d.stored_path IS NOT NULL
   AND (d.status IN ('pending', 'extracted')
        OR EXISTS (SELECT 1 FROM ocr_jobs j WHERE j.document_id = d.id AND j.state = 'failed'))
   AND ((%(all)s AND EXISTS (SELECT 1 FROM ocr_jobs j WHERE j.document_id = d.id))
