@@ -71,8 +71,10 @@ class RowBuilder:
         ruleset = self.ruleset()
         if not ruleset.rules:
             return None
-        doc = Document(text=text, original_name=Path(relpath).name, source_path=relpath,
-                       tags=tags, title=title, ingested=dt.date.today())
+        # The names as the row stores them, so that `alfrd rules apply` sees the same.
+        doc = Document(text=text, original_name=display_text(Path(relpath).name),
+                       source_path=display_text(relpath), tags=tags, title=title,
+                       ingested=dt.date.today())
         outcome = apply_rules(doc, ruleset)
         report_rules(outcome, relpath)
         return outcome
