@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from psycopg.rows import dict_row
 
 from alfrd_daemon.config.parse import load_settings
 from alfrd_daemon.ingest.reextract import reextract_stale
+from alfrd_daemon.jobs.rules_apply import apply_all
+from alfrd_daemon.rules.load import RuleSource, compile_rules
 from tests.helpers import REPO, DaemonProcess, alfrd_env, query, run_cli, wait_for, write_config
 from tests.ocr_samples import image_bytes, make_text_image
 from tests.samples import make_pdf
@@ -233,3 +236,34 @@ def test_a_document_read_again_from_the_store_gets_its_rules(tmp_path: Path,
     assert row is not None and row["status"] == "extracted"
     assert (row["document_type"], row["tags"]) == ("invoice", ["energy"])
     assert row["metadata"]["rules"] == {"electricity": ["electricity"]}
+
+
+def test_a_user_edit_made_while_rules_apply_waits_is_not_overwritten(db_url: str) -> None:
+    """The run finds the row stale, waits for the lock a user's edit holds, and decides again
+    on what the edit left: the hand-set type stays."""
+    ruleset = compile_rules([RuleSource("t", RULES[0])])
+    [doc] = query(db_url, "INSERT INTO documents (sha256, original_name, source_path, status, "
+                  "extracted_text) VALUES (%s, 'e.txt', 'e.txt', 'extracted', 'electricity') "
+                  "RETURNING id::text AS id", ("e" * 64,))
+    result: dict[str, Any] = {}
+    with psycopg.connect(db_url) as user:
+        user.execute("SELECT 1 FROM documents WHERE id = %s FOR UPDATE", (doc["id"],))
+        user.execute("UPDATE documents SET document_type = 'letter', user_fields = "
+                     "ARRAY['document_type'] WHERE id = %s", (doc["id"],))
+
+        def run() -> None:
+            with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+                result["stats"] = apply_all(conn, ruleset)
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        wait_for(lambda: query(db_url, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type "
+                               "= 'Lock' AND query LIKE '%%FOR UPDATE%%'"), 20,
+                 "rules apply waiting for the row lock")
+        user.commit()
+        runner.join(20)
+    assert not runner.is_alive()
+    [row] = query(db_url, "SELECT document_type, correspondent, tags FROM documents")
+    assert row == {"document_type": "letter", "correspondent": "Stadtwerke",
+                   "tags": ["energy"]}
+    assert result["stats"].changed == 1
