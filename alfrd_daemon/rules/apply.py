@@ -31,11 +31,13 @@ class Outcome:
     skipped: list[str] = field(default_factory=list)  # actions not taken, and why
     timed_out: dict[str, list[str]] = field(default_factory=dict)  # rule → patterns
     vetoed: dict[str, str] = field(default_factory=dict)  # rule → the `none` word found
+    title_before: str | None = None  # the title a rule's template replaced (given back later)
 
     def metadata(self) -> dict[str, Any]:
         """What goes into documents.metadata (merged over the previous run's keys)."""
         return {"rules": self.matched, "rules_set": self.set_by,
-                "rules_skipped": self.skipped, "rules_timed_out": self.timed_out}
+                "rules_skipped": self.skipped, "rules_timed_out": self.timed_out,
+                "rules_title_before": self.title_before}
 
 
 def _tag_key(tag: str) -> str:
@@ -56,6 +58,9 @@ def apply_rules(doc: Document, ruleset: RuleSet) -> Outcome:
     for name in ("document_type", "correspondent"):
         if name in previous_set and name not in protected:
             setattr(out, name, None)
+    title_before = doc.title
+    if "title" in previous_set and "title" not in protected:
+        title_before = out.title = doc.metadata.get("rules_title_before")
     added: list[str] = []
     titles: list[tuple[str, str]] = []
     words = TextWords(doc.text)
@@ -100,8 +105,9 @@ def apply_rules(doc: Document, ruleset: RuleSet) -> Outcome:
         if "title" in protected:
             out.skipped.append(f"{name}: title not set: set by hand")
         else:
-            out.title = render(template, _title_values(doc, out)) or out.title
+            out.title = render(template, _title_values(doc, out)) or title_before
             out.set_by["title"] = name
+            out.title_before = title_before
     return out
 
 

@@ -286,3 +286,15 @@ def test_values_the_database_would_refuse_are_refused_at_load() -> None:
         rules({"name": "r", "any": "x", "tags": ["a\x00b"], "correspondent": "line\nbreak"})
     assert len(err.value.problems) == 2
     assert all("printable characters" in p for p in err.value.problems)
+
+
+def test_a_title_a_rule_no_longer_gives_goes_back_to_the_one_it_replaced() -> None:
+    rule = {"name": "t", "any": "bill", "title": "{filename} bill"}
+    first = apply_rules(doc("bill", name="x.pdf", title="PDF title"), rules(rule))
+    assert first.title == "x bill"
+    stored = doc("no longer", name="x.pdf", title=first.title, metadata=first.metadata())
+    assert apply_rules(stored, rules(rule)).title == "PDF title"
+    # Still matching: the same title, and the replaced one is kept for later.
+    again = apply_rules(doc("bill", name="x.pdf", title=first.title,
+                            metadata=first.metadata()), rules(rule))
+    assert (again.title, again.title_before) == ("x bill", "PDF title")
