@@ -212,6 +212,8 @@ def test_rules_apply_over_10000_documents_next_to_a_running_daemon(tmp_path: Pat
     resumed = json.loads(run_cli(config, "rules", "apply", "--all", "--from-id", middle,
                                  "--json").stdout)
     assert resumed["documents"] == 10_040 - 9501
+    later = json.loads(run_cli(config, "rules", "apply", "--since", "2999-01-01", "--json").stdout)
+    assert later["documents"] == 0  # nothing was ingested since then
 
 
 def test_a_document_read_again_from_the_store_gets_its_rules(tmp_path: Path,
