@@ -162,7 +162,6 @@ def compile_rule(source: SourceLike, index: int, problems: list[str]) -> Rule | 
                 fields[key] = word_set(words, cs)
     if "exact" in data:
         phrases = c.texts("exact", data["exact"])
-        fields["exact_text"] = phrases
         fields["exact"] = tuple(regex.compile(rf"(?<!\w){_phrase(p)}(?!\w)", _flags(cs))
                                 for p in phrases)
     if "regex" in data:

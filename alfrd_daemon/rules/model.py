@@ -38,7 +38,6 @@ class Rule:
     all: WordSet | None = None
     none: WordSet | None = None
     exact: tuple[regex.Pattern[str], ...] = ()
-    exact_text: tuple[str, ...] = ()
     regex: tuple[regex.Pattern[str], ...] = ()
     fuzzy: Fuzzy | None = None
     filename: tuple[str, ...] = ()
