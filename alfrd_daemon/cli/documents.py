@@ -132,6 +132,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     for key, text in (("rule_tags", "tags by rules"), ("user_removed_tags", "tags taken off")):
         if doc.get(key):
             print(f"{text:>14}: {', '.join(doc[key])}")
+    _print_rules(doc.get("metadata") or {})
     print(f"{'store':>14}: {_store_text(store)}")
     if ocr_job is not None:
         print(f"{'ocr':>14}: {_ocr_job_text(ocr_job)}")
@@ -146,6 +147,22 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"\n… ({doc['text_length']} characters in all)")
         print(f"\n{doc['text']}{more}")
     return EXIT_OK
+
+
+def _print_rules(meta: dict[str, Any]) -> None:
+    """Which rules matched, on which words, and what they left undone."""
+    matched = meta.get("rules")
+    if not isinstance(matched, dict):
+        return
+    if not matched:
+        print(f"{'rules':>14}: none matched")
+    for i, (rule, words) in enumerate(matched.items()):
+        shown = ", ".join(repr(w) for w in words) if isinstance(words, list) else ""
+        print(f"{'rules' if i == 0 else '':>14}{':' if i == 0 else ' '} {rule} (on {shown})")
+    for line in meta.get("rules_skipped") or []:
+        print(f"{'':>16}skipped: {line}")
+    for rule in meta.get("rules_timed_out") or {}:
+        print(f"{'':>16}{rule}: a pattern ran out of time (counted as no match)")
 
 
 def _holding_store(settings: Settings, doc: dict[str, Any]) -> dict[str, Any]:

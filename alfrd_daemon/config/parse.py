@@ -34,6 +34,7 @@ from alfrd_daemon.config.reader import (
     size,
     string,
 )
+from alfrd_daemon.config.rules_files import parse_rules
 from alfrd_daemon.config.settings import (
     PATH_FIELDS,
     DatabaseSettings,
@@ -120,8 +121,10 @@ def _parse_ocr(o: Reader, problems: list[str]) -> OcrSettings:
     return ocr
 
 
-def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
-    """Validate a parsed YAML document; relative paths resolve against `base_dir`."""
+def parse_settings(data: object, *, source: str, base_dir: Path,
+                   config_dir: Path | None = None) -> Settings:
+    """Validate a parsed YAML document; relative paths resolve against `base_dir`, rule
+    files (rules.d, rules.dir) against the config file's folder `config_dir`."""
     problems: list[str] = []
     if data is None:
         data = {}
@@ -236,6 +239,8 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
 
     jobs = parse_jobs(top.section("jobs", defaults.jobs), rescan_interval=watch.rescan_interval)
     hooks = parse_hooks(top.section("hooks", defaults.hooks))
+    rules = parse_rules(top, source=source, base_dir=base_dir, config_dir=config_dir,
+                        problems=problems)
     top.finish()
 
     if problems:
@@ -257,6 +262,7 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
         trash=trash,
         jobs=jobs,
         hooks=hooks,
+        rules=rules,
         source=source,
     )
 
@@ -306,7 +312,7 @@ def _load_file(path: Path) -> Settings:
     base = Path.cwd() if path.resolve().parent == (Path.cwd() / "config").resolve() else (
         path.resolve().parent
     )
-    return parse_settings(data, source=source, base_dir=base)
+    return parse_settings(data, source=source, base_dir=base, config_dir=path.resolve().parent)
 
 
 def apply_environment(settings: Settings, environ: Mapping[str, str]) -> Settings:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from alfrd_daemon.config.hooks import HooksSettings
 from alfrd_daemon.config.jobs import RESCAN_INTERVAL, JobsSettings
+from alfrd_daemon.config.rules_files import RulesSettings
 
 DEFAULT_IGNORE_FILES: tuple[str, ...] = (
     ".*",  # dotfiles: rsync's .name.XXXXXX, ._* AppleDouble, .DS_Store, .~lock.*
@@ -144,6 +145,7 @@ class Settings:
     trash: TrashSettings = field(default_factory=TrashSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
     hooks: HooksSettings = field(default_factory=HooksSettings)
+    rules: RulesSettings = field(default_factory=RulesSettings)
     source: str = "<defaults>"
 
     @property
@@ -166,6 +168,8 @@ LIVE_KEYS: frozenset[str] = frozenset({
     "search.language", "logging.level",
     "jobs.timezone", "jobs.backup", "jobs.restore_test", "jobs.reindex", "jobs.rescan",
     "jobs.retry_failed", "jobs.prune", "trash.keep_days",
+    # Rules are compiled again from the re-read files (rules.d included) on every reload.
+    "rules.dir", "rules.regex_timeout", "rules.inline",
 })
 RESTART_KEYS: frozenset[str] = frozenset({
     "state_dir", "paths.store", "paths.failed", "paths.backups",

@@ -9,9 +9,12 @@ row, so a document is never completed twice, however late the first worker wakes
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from alfrd_daemon.db.pool import Database
@@ -71,15 +74,19 @@ class OcrQueue:
         return row is not None
 
     def complete(self, job: Job, *, text: str, extractor: str, pages: int,
-                 ocr: dict[str, Any]) -> bool:
+                 ocr: dict[str, Any],
+                 then: Callable[[psycopg.Cursor[DictRow], str], object] | None = None) -> bool:
         """Write the text and status 'extracted' in one transaction; False when the lease was
-        lost (another worker has the document now, or it was taken back)."""
+        lost (another worker has the document now, or it was taken back). `then` runs in
+        the same transaction once the text is written (the rules)."""
         with self.db.transaction() as cur:
             row = cur.execute(Q["ocr_complete"], {
                 "id": job.document_id, "owner": job.owner, "text": clean_text(text),
                 "extractor": extractor, "pages": pages,
                 "ocr": Jsonb(clean_json(ocr))}).fetchone()
             if row is not None:
+                if then is not None:
+                    then(cur, job.document_id)
                 cur.execute("SELECT pg_notify('alfrd_documents', %s)", (job.document_id,))
         return row is not None
 

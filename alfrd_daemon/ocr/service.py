@@ -27,12 +27,14 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import DictRow
 
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db.pool import Database, DatabaseUnavailable, connect
 from alfrd_daemon.extract.api import EXTRACTOR_VERSIONS, ExtractLimits, PermanentExtractionError
 from alfrd_daemon.extract.pool import ExtractorPool, ExtractorUnavailable
 from alfrd_daemon.extract.sniff import FOLDER
+from alfrd_daemon.ocr import rules_after
 from alfrd_daemon.ocr.folder import ocr_folder, stored_file
 from alfrd_daemon.ocr.queue import Job, OcrQueue
 from alfrd_daemon.ocr.reader import (
@@ -45,6 +47,7 @@ from alfrd_daemon.ocr.reader import (
     start_ocr_pool,
 )
 from alfrd_daemon.pgsafe import display_text
+from alfrd_daemon.rules.load import RulesError, compiled
 
 log = logging.getLogger("alfrd.ocr")
 
@@ -307,13 +310,34 @@ class OcrService:
         while True:
             try:
                 return self.queue.complete(job, text=text, extractor=EXTRACTOR, pages=pages,
-                                           ocr=ocr)
+                                           ocr=ocr, then=self._rules_after)
             except DatabaseUnavailable as exc:
                 if time.monotonic() > give_up or self._stop.is_set():
                     log.warning("OCR result of %s dropped: the database did not answer (%s); "
                                 "the document is read again", job.document_id, exc)
                     return False
                 self._stop.wait(DB_RETRY_SECONDS)
+
+    def _rules_after(self, cur: psycopg.Cursor[DictRow], document_id: str) -> None:
+        try:
+            ruleset = compiled(self.settings.rules.inline, self.settings.rules.regex_timeout)
+        except RulesError as exc:  # the daemon refuses such rules; `alfrd worker` logs them
+            log.error("rules not applied after OCR: %s", exc)
+            return
+        # In a savepoint: a rule run that fails (a value the database refuses) costs the
+        # document its rules, never its OCR text.
+        try:
+            with cur.connection.transaction():
+                rules_after.rerun(cur, document_id, ruleset)
+        except psycopg.OperationalError:
+            raise  # the connection is gone: the completion is retried as a whole
+        except Exception as exc:
+            log.error("rules not applied after OCR of %s: %s: %s", document_id,
+                      type(exc).__name__, exc)
+
+    def reconfigure(self, settings: Settings) -> None:
+        """A reload: only live keys differ (the rules, retry delays); the pool stays."""
+        self.settings = settings
 
     def _fail(self, job: Job, reason: str, name: str) -> None:
         delay = min(self.settings.workers.retry_max,

@@ -50,6 +50,7 @@ from alfrd_daemon.service.health import Vitals, health_problem
 from alfrd_daemon.service.inbox_watch import InboxWatch
 from alfrd_daemon.service.monitor import ErrorThrottle, Monitor, adopt_orphans
 from alfrd_daemon.service.reload import split_reload
+from alfrd_daemon.service.rules_check import check_rules
 from alfrd_daemon.service.startup import (
     StartupError,
     database_target,
@@ -138,6 +139,7 @@ class Daemon:
     # --- start ---------------------------------------------------------------------------------
     def start(self) -> None:
         s = self.settings
+        check_rules(s)
         problems = check_paths(s)
         if problems:
             raise StartupError("; ".join(problems))
@@ -422,6 +424,7 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = load_settings(self.config_path)
+            check_rules(new)
         except ConfigError as exc:
             self.reload_error = exc.problems[0] if exc.problems else str(exc)
             log.error("config reload rejected, keeping the running settings: %s", exc)
@@ -434,6 +437,8 @@ class Daemon:
         self.settings = new
         assert self.ingestor is not None
         self.ingestor.reconfigure(new)
+        if self.ocr is not None:
+            self.ocr.reconfigure(new)
         self._retune_tracker()
         if self.jobs is not None:
             self.jobs.reschedule(new)  # a changed search.language starts a full reindex

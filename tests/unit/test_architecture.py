@@ -19,14 +19,16 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"foundation"},
     "db": {"config", "foundation"},
     "extract": {"foundation"},
-    "ingest": {"config", "db", "extract", "foundation"},
-    "ocr": {"config", "db", "extract", "foundation"},
+    "rules": {"foundation"},
+    "ingest": {"config", "db", "extract", "rules", "foundation"},
+    "ocr": {"config", "db", "extract", "rules", "foundation"},
     "hooks": {"config", "db", "foundation"},
-    "jobs": {"config", "db", "ingest", "foundation"},
+    "jobs": {"config", "db", "ingest", "rules", "foundation"},
     "legacy": {"config", "db", "ingest", "foundation"},
-    "service": {"config", "db", "extract", "hooks", "ingest", "jobs", "ocr", "foundation"},
-    "cli": {"config", "db", "extract", "hooks", "ingest", "jobs", "legacy", "ocr", "service",
-            "foundation"},
+    "service": {"config", "db", "extract", "hooks", "ingest", "jobs", "ocr", "rules",
+                "foundation"},
+    "cli": {"config", "db", "extract", "hooks", "ingest", "jobs", "legacy", "ocr", "rules",
+            "service", "foundation"},
 }
 
 

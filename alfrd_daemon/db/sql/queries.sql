@@ -4,11 +4,11 @@
 -- name: insert_document
 INSERT INTO documents (id, sha256, original_name, source_path, tags, mime_type, size_bytes,
                        stored_path, status, title, extracted_text, extractor, search_config,
-                       metadata, error, store_id)
+                       metadata, error, store_id, document_type, correspondent, rule_tags)
 VALUES (coalesce(%(id)s, gen_random_uuid()), %(sha256)s, %(original_name)s, %(source_path)s,
         %(tags)s, %(mime_type)s, %(size_bytes)s, %(stored_path)s, %(status)s, %(title)s,
         %(extracted_text)s, %(extractor)s, %(search_config)s::regconfig, %(metadata)s, %(error)s,
-        %(store_id)s)
+        %(store_id)s, %(document_type)s, %(correspondent)s, %(rule_tags)s)
 ON CONFLICT DO NOTHING
 RETURNING id;
 
@@ -27,7 +27,13 @@ SET sha256 = %(sha256)s, original_name = %(original_name)s, source_path = %(sour
     stored_path = %(stored_path)s, status = %(status)s, title = %(title)s,
     extracted_text = %(extracted_text)s, extractor = %(extractor)s,
     search_config = %(search_config)s::regconfig, metadata = %(metadata)s, error = %(error)s,
-    store_id = %(store_id)s, updated_at = now()
+    store_id = %(store_id)s, updated_at = now(),
+    -- A failed row has no rules' work to keep, but the user may have named it already.
+    document_type = CASE WHEN 'document_type' = ANY(user_fields) THEN document_type
+                         ELSE %(document_type)s END,
+    correspondent = CASE WHEN 'correspondent' = ANY(user_fields) THEN correspondent
+                         ELSE %(correspondent)s END,
+    rule_tags = %(rule_tags)s
 WHERE id = %(existing_id)s AND status = 'failed'
 RETURNING id;
 
@@ -134,7 +140,8 @@ LIMIT %(limit)s;
 -- Trashed documents too: `alfrd show` says so, and how to restore one.
 SELECT d.id, d.sha256, d.original_name, d.source_path, d.tags, d.mime_type, d.size_bytes,
        d.stored_path, d.status, d.title, d.extractor, d.search_config::text AS search_config,
-       d.metadata, d.error, d.created_at, d.updated_at,
+       d.metadata, d.error, d.created_at, d.updated_at, d.document_type, d.correspondent,
+       d.document_date, d.user_fields, d.rule_tags,
        left(coalesce(d.extracted_text, ''), %(text_limit)s) AS text,
        length(coalesce(d.extracted_text, '')) AS text_length,
        d.store_id, s.hostname AS store_hostname, s.path AS store_path,
