@@ -26,6 +26,7 @@ from alfrd_daemon.config.reader import (
     choice,
     conninfo,
     integer,
+    listen_address,
     number,
     path_text,
     patterns,
@@ -39,6 +40,7 @@ from alfrd_daemon.config.settings import (
     ExtractSettings,
     InboxSettings,
     LoggingSettings,
+    MetricsSettings,
     OcrSettings,
     SearchSettings,
     Settings,
@@ -228,6 +230,15 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
     )
     lg.finish()
 
+    mt = top.section("metrics", defaults.metrics)
+    textfile = mt.get("textfile", path_text)
+    metrics = MetricsSettings(
+        listen=mt.get("listen", listen_address),
+        textfile=_resolve(state_dir, textfile) if textfile is not None else None,
+        textfile_interval=mt.get("textfile_interval", number(1, 86400), "seconds"),
+    )
+    mt.finish()
+
     jobs = parse_jobs(top.section("jobs", defaults.jobs), rescan_interval=watch.rescan_interval)
     top.finish()
 
@@ -247,6 +258,7 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
         search=search,
         store=store,
         logging=logging_settings,
+        metrics=metrics,
         jobs=jobs,
         source=source,
     )

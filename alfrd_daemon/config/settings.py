@@ -109,6 +109,13 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    listen: str | None = None  # host:port of the Prometheus endpoint (e.g. 127.0.0.1:9464)
+    textfile: Path | None = None  # a node-exporter textfile, rewritten every textfile_interval
+    textfile_interval: float = 15.0
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
 
@@ -133,6 +140,7 @@ class Settings:
     search: SearchSettings = field(default_factory=SearchSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
     source: str = "<defaults>"
 
@@ -169,6 +177,8 @@ RESTART_KEYS: frozenset[str] = frozenset({
     "ocr.memory_limit_mb", "ocr.max_pages", "ocr.max_megapixels", "ocr.dpi",
     "ocr.pdf_min_page_chars", "ocr.detect_orientation", "ocr.max_attempts",
     "ocr.lease_seconds", "ocr.poll_seconds",
+    # The endpoint is bound and the textfile writer started once at start.
+    "metrics.listen", "metrics.textfile", "metrics.textfile_interval",
 })
 # YAML keys whose value sits in a top-level Settings field of another name.
 PATH_FIELDS: dict[str, str] = {

@@ -47,6 +47,13 @@ from alfrd_daemon.ocr.service import OcrService
 from alfrd_daemon.sdnotify import Notifier
 from alfrd_daemon.service.health import Vitals, health_problem
 from alfrd_daemon.service.inbox_watch import InboxWatch
+from alfrd_daemon.service.metrics import (
+    DaemonMetrics,
+    DatabaseSummary,
+    LiveFigures,
+    fetch_database_figures,
+)
+from alfrd_daemon.service.metrics_export import MetricsExport
 from alfrd_daemon.service.monitor import ErrorThrottle, Monitor, adopt_orphans
 from alfrd_daemon.service.reload import split_reload
 from alfrd_daemon.service.startup import (
@@ -130,6 +137,8 @@ class Daemon:
         self.jobs: JobScheduler | None = None
         self.monitor: Monitor | None = None
         self.ocr: OcrService | None = None
+        self.metrics: DaemonMetrics | None = None
+        self.metrics_export: MetricsExport | None = None
         self.exit_code = 0
         self.abandoned = False  # set when shutdown left work running past the drain deadline
 
@@ -206,6 +215,22 @@ class Daemon:
                                store=store, instance=self.instance, host=instance_host(),
                                settings=lambda: self.settings, state=self.state,
                                stop=self.stop_event, errors=self.errors)
+        self._start_metrics()
+
+    def _start_metrics(self) -> None:
+        """Last, so that a scrape finds every part built; off unless configured."""
+        m = self.settings.metrics
+        if m.listen is None and m.textfile is None:
+            return
+        db = self.db
+        assert db is not None and self.ingestor is not None
+        metrics = self.metrics = DaemonMetrics(
+            self.live_figures, DatabaseSummary(lambda: fetch_database_figures(db)))
+        self.ingestor.reader.observe = metrics.extraction.observe
+        if self.ocr is not None:
+            self.ocr.observe = metrics.observe_ocr
+        self.metrics_export = MetricsExport(m, metrics.registry)
+        self.metrics_export.start()
 
     def _tracker_settings(self, s: Settings) -> TrackerSettings:
         mode = self.watch.mode if self.watch is not None else "?"
@@ -394,6 +419,27 @@ class Daemon:
                 "reload_error": self.reload_error,
                 "ocr": self.ocr.state() if self.ocr is not None else None}
 
+    def live_figures(self) -> LiveFigures:
+        """What the metrics read at each scrape (from the scrape's thread)."""
+        c = self.counters.snapshot()
+        now = time.monotonic()
+        waiting, since = self.tracker.waiting() if self.tracker is not None else (0, None)
+        ocr: dict[str, Any] | None = None
+        if self.ocr is not None:
+            ocr = self.ocr.state()
+        return LiveFigures(
+            instance=self.instance, health=self.health_problem() or "ok",
+            outcomes={"ingested": c["ingested"], "duplicate": c["duplicates"],
+                      "failed": c["failed"], "retry": c["retries"], "gone": c["gone"]},
+            in_progress=c["in_progress"], paused=self.counters.transient_since is not None,
+            queue_depth=self.slots.taken, queue_capacity=self.slots.size,
+            tracked=self.tracker.tracked if self.tracker is not None else 0,
+            ready_waiting=waiting, oldest_ready_age=now - since if since is not None else None,
+            db_pool=dict(self.db.pool.get_stats()) if self.db is not None else {},
+            extractor_pool=(self.extractors.size, self.extractors.busy())
+            if self.extractors is not None else None,
+            ocr=ocr)
+
     # --- reload and signals --------------------------------------------------------------------
     def _install_signals(self) -> None:
         def stop(signum: int, _frame: object) -> None:
@@ -440,6 +486,8 @@ class Daemon:
         drain_by = time.monotonic() + self.settings.workers.drain_timeout
         self.stop_event.set()
         self.notifier.stopping(self.status_line())
+        if self.metrics_export is not None:
+            self.metrics_export.stop()
         if self.jobs is not None:
             self.jobs.stop()  # no new runs; a running one shares the deadline below
         if self.watch is not None:
@@ -532,6 +580,8 @@ class Daemon:
             self.jobs.stop()
         if self.ocr is not None:
             self.ocr.stop(timeout=5)
+        if self.metrics_export is not None:
+            self.metrics_export.stop()
 
     def _shutdown_partial(self, close_by: float | None = None) -> None:
         close_by = time.monotonic() + STOP_GRACE_SECONDS if close_by is None else close_by
