@@ -236,6 +236,7 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
         listen=mt.get("listen", listen_address),
         textfile=_resolve(state_dir, textfile) if textfile is not None else None,
         textfile_interval=mt.get("textfile_interval", number(1, 86400), "seconds"),
+        cache_seconds=mt.get("cache_seconds", number(0, 3600), "seconds"),
     )
     mt.finish()
 

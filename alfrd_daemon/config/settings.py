@@ -113,6 +113,7 @@ class MetricsSettings:
     listen: str | None = None  # host:port of the Prometheus endpoint (e.g. 127.0.0.1:9464)
     textfile: Path | None = None  # a node-exporter textfile, rewritten every textfile_interval
     textfile_interval: float = 15.0
+    cache_seconds: float = 5.0  # the database's figures are this old at most
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ RESTART_KEYS: frozenset[str] = frozenset({
     "ocr.lease_seconds", "ocr.poll_seconds",
     # The endpoint is bound and the textfile writer started once at start.
     "metrics.listen", "metrics.textfile", "metrics.textfile_interval",
+    "metrics.cache_seconds",
 })
 # YAML keys whose value sits in a top-level Settings field of another name.
 PATH_FIELDS: dict[str, str] = {

@@ -225,7 +225,8 @@ class Daemon:
         db = self.db
         assert db is not None and self.ingestor is not None
         metrics = self.metrics = DaemonMetrics(
-            self.live_figures, DatabaseSummary(lambda: fetch_database_figures(db)))
+            self.live_figures, DatabaseSummary(lambda: fetch_database_figures(db),
+                                              ttl=m.cache_seconds))
         self.ingestor.reader.observe = metrics.extraction.observe
         if self.ocr is not None:
             self.ocr.observe = metrics.observe_ocr

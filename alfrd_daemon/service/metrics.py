@@ -29,7 +29,6 @@ from alfrd_daemon.db.queries import load_named_queries
 
 log = logging.getLogger("alfrd.metrics")
 
-DB_CACHE_SECONDS = 5.0  # database figures are this old at most
 DB_TIMEOUT_SECONDS = 3.0  # a scrape waits this long for them, then says the database is down
 EXTRACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 OCR_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -85,7 +84,7 @@ class DatabaseSummary:
     arrive meanwhile get the last answer (None after a failure or while one hangs)."""
 
     fetch: Callable[[], DatabaseFigures]
-    ttl: float = DB_CACHE_SECONDS
+    ttl: float = 5.0
     timeout: float = DB_TIMEOUT_SECONDS
     clock: Callable[[], float] = time.monotonic
     _last: DatabaseFigures | None = None
