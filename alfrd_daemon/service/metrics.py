@@ -31,6 +31,9 @@ log = logging.getLogger("alfrd.metrics")
 
 DB_TIMEOUT_SECONDS = 3.0  # a scrape waits this long for them, then says the database is down
 EXTRACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# documents.status (001_initial.sql): each is reported, at 0 too, so a rate or an alert on one
+# has a series before its first document.
+DOCUMENT_STATUSES = ("pending", "extracted", "processing", "completed", "failed")
 OCR_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 
@@ -202,8 +205,8 @@ def _ocr_families(ocr: Mapping[str, Any]) -> Iterator[Metric]:
 def _database_families(db: DatabaseFigures) -> Iterator[Metric]:
     docs = GaugeMetricFamily("alfrd_documents", "Documents by status (not in the trash).",
                              labels=["status"])
-    for status, n in sorted(db.documents.items()):
-        docs.add_metric([status], n)
+    for status in sorted(set(DOCUMENT_STATUSES) | set(db.documents)):
+        docs.add_metric([status], db.documents.get(status, 0))
     yield docs
     yield GaugeMetricFamily("alfrd_documents_trashed", "Documents in the trash.",
                             value=db.trashed)
