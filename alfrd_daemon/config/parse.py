@@ -93,6 +93,13 @@ def _ocr_languages(value: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))  # in order, each once
 
 
+def _textfile_path(value: object) -> str:
+    text = path_text(value)
+    if not text.endswith(".prom"):
+        raise ValueError("expected a path ending in .prom (node-exporter reads only those)")
+    return text
+
+
 def _parse_ocr(o: Reader, problems: list[str]) -> OcrSettings:
     ocr = OcrSettings(
         enabled=o.get("enabled", boolean, "true or false"),
@@ -231,7 +238,7 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
     lg.finish()
 
     mt = top.section("metrics", defaults.metrics)
-    textfile = mt.get("textfile", path_text)
+    textfile = mt.get("textfile", _textfile_path)
     metrics = MetricsSettings(
         listen=mt.get("listen", listen_address),
         textfile=_resolve(state_dir, textfile) if textfile is not None else None,

@@ -191,9 +191,11 @@ def test_the_metrics_section() -> None:
     off = parse_settings({}, source="t", base_dir=Path("/etc")).metrics
     assert (off.listen, off.textfile) == (None, None)
     with pytest.raises(ConfigError) as err:
-        parse_settings({"metrics": {"listen": "9464", "textfile_interval": 0}}, source="t",
-                       base_dir=Path("/etc"))
-    assert err.value.problems == [
+        parse_settings({"metrics": {"listen": "9464", "textfile_interval": 0,
+                                    "textfile": "alfrd.txt"}}, source="t", base_dir=Path("/etc"))
+    assert sorted(err.value.problems) == [
         "At 'metrics.listen': got '9464', expected host:port such as 127.0.0.1:9464 or "
         "[::1]:9464 (port 1-65535)",
+        "At 'metrics.textfile': got 'alfrd.txt', expected a path ending in .prom "
+        "(node-exporter reads only those)",
         "At 'metrics.textfile_interval': got 0, expected a number at least 1 and at most 86400"]
