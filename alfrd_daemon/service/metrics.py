@@ -57,6 +57,15 @@ class LiveFigures:
 
 
 @dataclass(frozen=True)
+class WorkerFigures:
+    """One look at `alfrd worker`: only the OCR stage runs there."""
+
+    instance: str
+    healthy: bool  # its OCR threads live
+    ocr: Mapping[str, Any]  # OcrService.state()
+
+
+@dataclass(frozen=True)
 class DatabaseFigures:
     documents: Mapping[str, int]  # by status, trashed ones left out
     trashed: int
@@ -120,7 +129,10 @@ class DatabaseSummary:
             log.warning("metrics: cannot read the database figures: %s", exc)
 
 
-def families(live: LiveFigures | None, db: DatabaseFigures | None) -> Iterator[Metric]:
+Figures = LiveFigures | WorkerFigures
+
+
+def families(live: Figures | None, db: DatabaseFigures | None) -> Iterator[Metric]:
     """The metric families of one scrape."""
     info = GaugeMetricFamily("alfrd_info", "The daemon's instance and version.",
                              labels=["instance", "version"])
@@ -130,8 +142,10 @@ def families(live: LiveFigures | None, db: DatabaseFigures | None) -> Iterator[M
     yield GaugeMetricFamily("alfrd_database_up",
                             "1 while the database answers the metrics' summary queries.",
                             value=0 if db is None else 1)
-    if live is not None:
+    if isinstance(live, LiveFigures):
         yield from _live_families(live)
+    elif isinstance(live, WorkerFigures):
+        yield from _worker_families(live)
     if db is not None:
         yield from _database_families(db)
 
@@ -188,6 +202,18 @@ def _live_families(live: LiveFigures) -> Iterator[Metric]:
         yield from _ocr_families(live.ocr)
 
 
+def _worker_families(live: WorkerFigures) -> Iterator[Metric]:
+    yield GaugeMetricFamily("alfrd_healthy", "1 while the worker's OCR threads live.",
+                            value=1 if live.healthy else 0)
+    workers = GaugeMetricFamily("alfrd_extractor_processes",
+                                "Extractor processes by pool (ingest, ocr) and state.",
+                                labels=["pool", "state"])
+    workers.add_metric(["ocr", "size"], live.ocr.get("workers", 0))
+    workers.add_metric(["ocr", "busy"], live.ocr.get("busy", 0))
+    yield workers
+    yield from _ocr_families(live.ocr)
+
+
 def _ocr_families(ocr: Mapping[str, Any]) -> Iterator[Metric]:
     yield GaugeMetricFamily("alfrd_ocr_available",
                             "1 while this daemon's OCR engine and languages are usable.",
@@ -233,7 +259,7 @@ def _database_families(db: DatabaseFigures) -> Iterator[Metric]:
 class FiguresCollector(Collector):
     """Reads the daemon and the database summary at each scrape."""
 
-    def __init__(self, live: Callable[[], LiveFigures | None], summary: DatabaseSummary):
+    def __init__(self, live: Callable[[], Figures | None], summary: DatabaseSummary):
         self.live = live
         self.summary = summary
 
@@ -250,7 +276,7 @@ class DaemonMetrics:
     """A registry of its own (several daemons in one test process do not collide), the
     histograms the workers feed, and the collector."""
 
-    def __init__(self, live: Callable[[], LiveFigures | None], summary: DatabaseSummary):
+    def __init__(self, live: Callable[[], Figures | None], summary: DatabaseSummary):
         self.registry = CollectorRegistry(auto_describe=False)
         self.extraction = Histogram(
             "alfrd_extraction_seconds", "Text extraction of one inbox file, in seconds.",
