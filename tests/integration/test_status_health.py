@@ -109,6 +109,21 @@ def test_status_follows_the_daemons_health_and_watch_redraws_until_ctrl_c(
 
         out = run_cli(config, "status", "--watch", check=False)  # stdout is a pipe here
         assert out.returncode == 64 and "not a terminal" in out.stderr, out
+        # With --json into a pipe: one JSON object per line and refresh.
+        lines = subprocess.Popen(
+            [sys.executable, "-m", "alfrd_daemon", "status", "--watch", "0.2", "--json",
+             "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=alfrd_env(), cwd=REPO, text=True)
+        try:
+            assert lines.stdout is not None
+            reports = [json.loads(lines.stdout.readline()) for _ in range(2)]
+            lines.send_signal(signal.SIGINT)
+            assert lines.wait(15) == 130
+        finally:
+            if lines.poll() is None:
+                lines.kill()
+            lines.communicate(timeout=10)
+        assert [r["health"]["healthy"] for r in reports] == [True, True]
 
         # A lost inbox is a watch problem: the next heartbeat carries it.
         inbox.rename(tmp_path / "inbox.away")
