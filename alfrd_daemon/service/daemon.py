@@ -49,6 +49,7 @@ from alfrd_daemon.service.health import Vitals, health_problem
 from alfrd_daemon.service.inbox_watch import InboxWatch
 from alfrd_daemon.service.metrics import (
     DaemonMetrics,
+    DatabaseFigures,
     DatabaseSummary,
     LiveFigures,
     fetch_database_figures,
@@ -152,6 +153,7 @@ class Daemon:
             s.inbox.path.mkdir(parents=True, exist_ok=True)
         with opening("state directory", s.state_dir):
             s.state_dir.mkdir(parents=True, exist_ok=True)
+        self._start_metrics()  # first: a taken port fails the start before anything runs
         # The embedded server or the configured one, waited for, migrated, with the pool open.
         target = self.target = database_target(s)
         db = self.db = dbmod.Database(
@@ -215,23 +217,26 @@ class Daemon:
                                store=store, instance=self.instance, host=instance_host(),
                                settings=lambda: self.settings, state=self.state,
                                stop=self.stop_event, errors=self.errors)
-        self._start_metrics()
+        if self.metrics is not None:  # the workers feed the histograms
+            self.ingestor.reader.observe = self.metrics.extraction.observe
+            if self.ocr is not None:
+                self.ocr.observe = self.metrics.observe_ocr
 
     def _start_metrics(self) -> None:
-        """Last, so that a scrape finds every part built; off unless configured."""
+        """Off unless configured. Bound before the other parts exist: a scrape meanwhile
+        finds them missing (live_figures copes) and the database not yet open."""
         m = self.settings.metrics
         if m.listen is None and m.textfile is None:
             return
-        db = self.db
-        assert db is not None and self.ingestor is not None
         metrics = self.metrics = DaemonMetrics(
-            self.live_figures, DatabaseSummary(lambda: fetch_database_figures(db),
-                                              ttl=m.cache_seconds))
-        self.ingestor.reader.observe = metrics.extraction.observe
-        if self.ocr is not None:
-            self.ocr.observe = metrics.observe_ocr
+            self.live_figures, DatabaseSummary(self._database_figures, ttl=m.cache_seconds))
         self.metrics_export = MetricsExport(m, metrics.registry)
         self.metrics_export.start()
+
+    def _database_figures(self) -> DatabaseFigures:
+        if self.db is None:
+            raise dbmod.DatabaseUnavailable("the database is not open yet")
+        return fetch_database_figures(self.db)
 
     def _tracker_settings(self, s: Settings) -> TrackerSettings:
         mode = self.watch.mode if self.watch is not None else "?"

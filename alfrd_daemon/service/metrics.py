@@ -29,6 +29,7 @@ from alfrd_daemon.db.queries import load_named_queries
 
 log = logging.getLogger("alfrd.metrics")
 
+FAILURE_CACHE_SECONDS = 1.0
 DB_TIMEOUT_SECONDS = 3.0  # a scrape waits this long for them, then says the database is down
 EXTRACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # documents.status (001_initial.sql): each is reported, at 0 too, so a rate or an alert on one
@@ -91,9 +92,10 @@ def fetch_database_figures(db: Database) -> DatabaseFigures:
 
 @dataclass
 class DatabaseSummary:
-    """The database's figures, fetched at most every `ttl` seconds, each fetch bounded by
-    `timeout`; None while the database does not answer. One fetch at a time: scrapes that
-    arrive meanwhile get the last answer (None after a failure or while one hangs)."""
+    """The database's figures, fetched at most every `ttl` seconds (every second after a
+    failure), each fetch bounded by `timeout`; None while the database does not answer. One
+    fetch at a time: scrapes that arrive meanwhile wait for it, or get None while an earlier
+    one still hangs."""
 
     fetch: Callable[[], DatabaseFigures]
     ttl: float = 5.0
@@ -106,7 +108,9 @@ class DatabaseSummary:
 
     def get(self) -> DatabaseFigures | None:
         with self._lock:
-            if self._at is not None and self.clock() - self._at < self.ttl:
+            # A failure is kept only briefly: the database may be back (or just opened).
+            fresh = self.ttl if self._last is not None else min(self.ttl, FAILURE_CACHE_SECONDS)
+            if self._at is not None and self.clock() - self._at < fresh:
                 return self._last
             if self._running is not None and self._running.is_alive():
                 return None  # the last fetch hangs: the database does not answer
