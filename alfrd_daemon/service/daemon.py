@@ -186,6 +186,8 @@ class Daemon:
                                  failed=failed, counters=self.counters,
                                  committer=self.committer, on_complete=self._complete,
                                  extractors=extractors, release_later=self._release_later)
+        if self.metrics is not None:  # before the first file
+            self.ingestor.reader.observe = self.metrics.extraction.observe
         self.executor = ThreadPoolExecutor(max_workers=s.workers.count,
                                            thread_name_prefix="alfrd-worker")
         tracker = self.tracker = Tracker(self._tracker_settings(s), self._submit,
@@ -212,15 +214,13 @@ class Daemon:
             # Its own processes: a long scan never holds up the ingest of other files.
             self.ocr = OcrService(s, db, store_root=s.store_path, store_id=store.id,
                                   worker=self.instance)
+            if self.metrics is not None:
+                self.ocr.observe = self.metrics.observe_ocr
             self.ocr.start()
         self.monitor = Monitor(db=db, counters=self.counters, tracker=tracker, claims=claims,
                                store=store, instance=self.instance, host=instance_host(),
                                settings=lambda: self.settings, state=self.state,
                                stop=self.stop_event, errors=self.errors)
-        if self.metrics is not None:  # the workers feed the histograms
-            self.ingestor.reader.observe = self.metrics.extraction.observe
-            if self.ocr is not None:
-                self.ocr.observe = self.metrics.observe_ocr
 
     def _start_metrics(self) -> None:
         """Off unless configured. Bound before the other parts exist: a scrape meanwhile

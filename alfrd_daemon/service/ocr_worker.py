@@ -81,9 +81,9 @@ class OcrWorker:
             open_store(store, db)
         self.service = OcrService(s, db, store_root=s.store_path, store_id=store.id,
                                   worker=self.instance)
-        self.service.start()
-        if self.metrics_listen is not None:
+        if self.metrics_listen is not None:  # before its threads: the first document counts
             self._start_metrics(db, self.metrics_listen)
+        self.service.start()
         event(log, "started", f"OCR worker on {s.store_path}; database "
               f"{mask_dsn(target.conninfo) or 'from PG* environment'}",
               instance=self.instance, workers=self.service.size)

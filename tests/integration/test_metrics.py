@@ -49,12 +49,14 @@ def scrape(port: int) -> Samples:
 
 
 def first_scrape(port: int, daemon: DaemonProcess) -> Samples:
-    """The endpoint is bound at the end of the start, after the "started" line."""
+    """The endpoint is bound first in the start: it answers before the database is open
+    (alfrd_database_up 0) and the daemon is ready (the first heartbeat)."""
     def attempt() -> Samples | None:
         try:
-            return scrape(port)
+            samples = scrape(port)
         except urllib.error.URLError:
             return None
+        return samples if value(samples, "alfrd_database_up") == 1 else None
 
     return wait_for(attempt, 30, "the metrics endpoint", alive=daemon.assert_alive)
 
