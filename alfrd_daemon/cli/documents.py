@@ -21,6 +21,7 @@ from alfrd_daemon.cli.common import (
     utf8_text,
     whole_number,
 )
+from alfrd_daemon.cli.hooks_view import hook_run_lines, hook_runs_of
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db.queries import QUERIES, load_named_queries
 from alfrd_daemon.db.search import DEFAULT_RANK_WINDOW, search
@@ -108,20 +109,34 @@ def cmd_show(args: argparse.Namespace) -> int:
         arrivals = conn.execute(QUERIES["document_arrivals"], {"id": row["id"]}).fetchall()
         ocr_job = conn.execute(load_named_queries("ocr.sql")["ocr_job_of"],
                                {"id": row["id"]}).fetchone()
+        hooks = hook_runs_of(conn, row["id"])
     store = _holding_store(settings, row)
     doc = {**{k: v for k, v in row.items() if k not in _STORE_COLUMNS}, "id": str(row["id"]),
-           "store": store, "arrivals": arrivals, "ocr_job": ocr_job}
+           "store": store, "arrivals": arrivals, "ocr_job": ocr_job,
+           "hooks": hooks}
     if args.json:
         print_json(doc)
         return EXIT_OK
+    if doc["deleted_at"] is not None:
+        print(f"{'trash':>14}: deleted {doc['deleted_at']:%Y-%m-%d %H:%M}, removed "
+              f"{settings.trash.keep_days} days after that; alfrd restore-deleted "
+              f"{doc['id']} brings it back")
+    manual = set(doc["user_fields"] or [])
     for key in ("id", "original_name", "source_path", "status", "tags", "mime_type",
-                "size_bytes", "sha256", "stored_path", "title", "extractor", "error",
-                "created_at", "updated_at"):
+                "size_bytes", "sha256", "stored_path", "title", "document_type",
+                "correspondent", "document_date", "extractor", "error", "created_at",
+                "updated_at"):
         if doc.get(key) not in (None, [], ""):
-            print(f"{key:>14}: {doc[key]}")
+            mark = "  (set by hand)" if key in manual else ""
+            print(f"{key:>14}: {doc[key]}{mark}")
+    for key, text in (("rule_tags", "tags by rules"), ("user_removed_tags", "tags taken off")):
+        if doc.get(key):
+            print(f"{text:>14}: {', '.join(doc[key])}")
     print(f"{'store':>14}: {_store_text(store)}")
     if ocr_job is not None:
         print(f"{'ocr':>14}: {_ocr_job_text(ocr_job)}")
+    for line in hook_run_lines(hooks):
+        print(f"{'hook':>14}: {line}" if not line.startswith("  |") else f"{'':>16}{line}")
     print(f"{'arrivals':>14}: {len(arrivals)}")
     for a in arrivals:
         print(f"{'':>16}{a['arrived_at']:%Y-%m-%d %H:%M:%S}  {a['outcome']:<9}  "

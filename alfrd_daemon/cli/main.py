@@ -19,6 +19,8 @@ from alfrd_daemon.cli import (
     config,
     documents,
     duckdb,
+    edit,
+    files,
     jobs,
     ocr,
     retry,
@@ -43,8 +45,8 @@ from alfrd_daemon.logs import mask_dsn
 DESCRIPTION = ("The `alfrd` command: run the daemon, and query or repair the archive from "
                "another shell.")
 # In the order `alfrd --help` lists them.
-COMMAND_MODULES = (run, worker, documents, status, config, retry, ocr, admin, check, jobs,
-                   duckdb)
+COMMAND_MODULES = (run, worker, documents, files, edit, status, config, retry, ocr, admin,
+                   check, jobs, duckdb)
 
 
 def build_parser() -> argparse.ArgumentParser:

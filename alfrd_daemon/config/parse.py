@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from alfrd_daemon.config.hooks import parse_hooks
 from alfrd_daemon.config.jobs import parse_jobs
 from alfrd_daemon.config.reader import (
     PATH_LENGTH_EXPECTED,
@@ -45,6 +46,7 @@ from alfrd_daemon.config.settings import (
     SearchSettings,
     Settings,
     StoreSettings,
+    TrashSettings,
     WatchSettings,
     WorkerSettings,
 )
@@ -247,7 +249,12 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
     )
     mt.finish()
 
+    tr = top.section("trash", defaults.trash)
+    trash = TrashSettings(keep_days=tr.get("keep_days", integer(0, 36_500), "days"))
+    tr.finish()
+
     jobs = parse_jobs(top.section("jobs", defaults.jobs), rescan_interval=watch.rescan_interval)
+    hooks = parse_hooks(top.section("hooks", defaults.hooks))
     top.finish()
 
     if problems:
@@ -267,7 +274,9 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
         store=store,
         logging=logging_settings,
         metrics=metrics,
+        trash=trash,
         jobs=jobs,
+        hooks=hooks,
         source=source,
     )
 

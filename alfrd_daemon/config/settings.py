@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alfrd_daemon.config.hooks import HooksSettings
 from alfrd_daemon.config.jobs import RESCAN_INTERVAL, JobsSettings
 
 DEFAULT_IGNORE_FILES: tuple[str, ...] = (
@@ -117,6 +118,13 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class TrashSettings:
+    # Days a deleted document (row and stored file) stays restorable before the prune job
+    # removes it.
+    keep_days: int = 30
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
 
@@ -142,7 +150,9 @@ class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    trash: TrashSettings = field(default_factory=TrashSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
+    hooks: HooksSettings = field(default_factory=HooksSettings)
     source: str = "<defaults>"
 
     @property
@@ -164,7 +174,7 @@ LIVE_KEYS: frozenset[str] = frozenset({
     "extract.memory_limit_mb",
     "search.language", "logging.level",
     "jobs.timezone", "jobs.backup", "jobs.restore_test", "jobs.reindex", "jobs.rescan",
-    "jobs.retry_failed", "jobs.prune",
+    "jobs.retry_failed", "jobs.prune", "trash.keep_days",
 })
 RESTART_KEYS: frozenset[str] = frozenset({
     "state_dir", "paths.store", "paths.failed", "paths.backups",
@@ -181,6 +191,9 @@ RESTART_KEYS: frozenset[str] = frozenset({
     # The endpoint is bound and the textfile writer started once at start.
     "metrics.listen", "metrics.textfile", "metrics.textfile_interval",
     "metrics.cache_seconds",
+    # The hook runners, and the hooks a host declares in the database, are set at start.
+    "hooks.post_ingest", "hooks.post_ocr", "hooks.timeout_seconds", "hooks.workers",
+    "hooks.retries",
 })
 # YAML keys whose value sits in a top-level Settings field of another name.
 PATH_FIELDS: dict[str, str] = {

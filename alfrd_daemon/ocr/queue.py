@@ -31,6 +31,8 @@ class Job:
     stored_path: str | None
     mime_type: str | None
     original_name: str
+    # An ALFRD document folder's pages (metadata.folder.pages), None for a single file.
+    folder_pages: list[dict[str, Any]] | None = None
 
 
 class OcrQueue:
@@ -55,7 +57,9 @@ class OcrQueue:
         return Job(document_id=str(row["document_id"]), owner=owner,
                    attempts=row["attempts"], last_error=row["last_error"],
                    stored_path=row["stored_path"], mime_type=row["mime_type"],
-                   original_name=row["original_name"])
+                   original_name=row["original_name"],
+                   folder_pages=row["folder_pages"] if isinstance(row["folder_pages"], list)
+                   else None)
 
     def renew(self, job: Job, pages_done: int, pages_total: int) -> bool:
         """Extend the lease; False when it is no longer ours. Waits a short while for a

@@ -30,11 +30,14 @@ from psycopg import sql
 
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db.pool import Database, DatabaseUnavailable, connect
-from alfrd_daemon.extract.api import EXTRACTOR_VERSIONS, PermanentExtractionError
+from alfrd_daemon.extract.api import EXTRACTOR_VERSIONS, ExtractLimits, PermanentExtractionError
 from alfrd_daemon.extract.pool import ExtractorPool, ExtractorUnavailable
+from alfrd_daemon.extract.sniff import FOLDER
+from alfrd_daemon.ocr.folder import ocr_folder, stored_file
 from alfrd_daemon.ocr.queue import Job, OcrQueue
 from alfrd_daemon.ocr.reader import (
     OcrLimits,
+    OcrOutcome,
     OcrUnavailable,
     check_languages,
     engine_version,
@@ -72,13 +75,6 @@ def ocr_limits(settings: Settings) -> OcrLimits:
                      max_pdf_pages=o.max_pages, max_text_chars=settings.extract.max_text_chars,
                      max_megapixels=o.max_megapixels, dpi=o.dpi,
                      pdf_min_page_chars=o.pdf_min_page_chars)
-
-
-def stored_file(store_root: Path, stored_path: str | None) -> Path | None:
-    """The store file a row names, or None when the name could point outside the store."""
-    if not stored_path or stored_path.startswith("/") or ".." in Path(stored_path).parts:
-        return None
-    return store_root / stored_path
 
 
 @dataclass
@@ -236,10 +232,7 @@ class OcrService:
         started = time.monotonic()
         assert self.pool is not None
         try:
-            outcome = ocr_document(
-                self.pool, path, job.mime_type or "", self.settings.ocr.languages,
-                self.limits, detect_orientation=self.settings.ocr.detect_orientation,
-                on_page=lambda done, total: self._on_page(job, done, total))
+            outcome = self._ocr(job, path)
         except LeaseLost:
             self.stats.lost_leases += 1
             log.warning("OCR of %s: another worker took it over (our lease expired)", name)
@@ -280,6 +273,25 @@ class OcrService:
         else:
             self.stats.lost_leases += 1
             log.warning("OCR of %s not written: another worker holds it now", name)
+
+    def _ocr(self, job: Job, path: Path) -> OcrOutcome:
+        assert self.pool is not None
+        o = self.settings.ocr
+
+        def on_page(done: int, total: int) -> None:
+            self._on_page(job, done, total)
+
+        if job.mime_type == FOLDER and job.folder_pages is not None:
+            e = self.settings.extract
+            extract_limits = ExtractLimits(
+                timeout_seconds=e.timeout_seconds, max_text_chars=e.max_text_chars,
+                max_pdf_pages=e.max_pdf_pages, memory_limit_mb=e.memory_limit_mb,
+                pdf_min_page_chars=o.pdf_min_page_chars)
+            return ocr_folder(self.pool, self.store_root, job.folder_pages, o.languages,
+                              self.limits, extract_limits,
+                              detect_orientation=o.detect_orientation, on_page=on_page)
+        return ocr_document(self.pool, path, job.mime_type or "", o.languages, self.limits,
+                            detect_orientation=o.detect_orientation, on_page=on_page)
 
     def _on_page(self, job: Job, done: int, total: int) -> None:
         try:

@@ -21,10 +21,11 @@ ALLOWED: dict[str, set[str]] = {
     "extract": {"foundation"},
     "ingest": {"config", "db", "extract", "foundation"},
     "ocr": {"config", "db", "extract", "foundation"},
+    "hooks": {"config", "db", "foundation"},
     "jobs": {"config", "db", "ingest", "foundation"},
     "legacy": {"config", "db", "ingest", "foundation"},
-    "service": {"config", "db", "extract", "ingest", "jobs", "ocr", "foundation"},
-    "cli": {"config", "db", "extract", "ingest", "jobs", "legacy", "ocr", "service",
+    "service": {"config", "db", "extract", "hooks", "ingest", "jobs", "ocr", "foundation"},
+    "cli": {"config", "db", "extract", "hooks", "ingest", "jobs", "legacy", "ocr", "service",
             "foundation"},
 }
 
