@@ -35,6 +35,7 @@ EXTRACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 3
 # documents.status (001_initial.sql): each is reported, at 0 too, so a rate or an alert on one
 # has a series before its first document.
 DOCUMENT_STATUSES = ("pending", "extracted", "processing", "completed", "failed")
+HOOK_STATES = ("queued", "running", "failed")  # hooks.sql hook_counts
 OCR_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 
@@ -72,6 +73,7 @@ class DatabaseFigures:
     trashed: int
     job_last_success: Mapping[str, datetime]
     ocr_queue: Mapping[str, Any]  # ocr.sql ocr_queue_summary
+    hook_runs: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (hook, state)
 
 
 def fetch_database_figures(db: Database) -> DatabaseFigures:
@@ -83,11 +85,13 @@ def fetch_database_figures(db: Database) -> DatabaseFigures:
         docs = cur.execute(q["metrics_documents"]).fetchall()
         jobs = cur.execute(q["metrics_job_last_success"]).fetchall()
         queue = cur.execute(ocr["ocr_queue_summary"]).fetchone() or {}
+        hooks = cur.execute(load_named_queries("hooks.sql")["hook_counts"]).fetchall()
     return DatabaseFigures(
         documents={r["status"]: int(r["n"]) for r in docs},
         trashed=sum(int(r["trashed"]) for r in docs),
         job_last_success={r["job"]: r["last_success"] for r in jobs},
-        ocr_queue=dict(queue))
+        ocr_queue=dict(queue),
+        hook_runs={(r["hook"], r["state"]): int(r["n"]) for r in hooks})
 
 
 @dataclass
@@ -253,6 +257,13 @@ def _database_families(db: DatabaseFigures) -> Iterator[Metric]:
                             value=int(q.get("pages_waiting") or 0))
     yield GaugeMetricFamily("alfrd_ocr_queue_running", "Documents being read by OCR.",
                             value=int(q.get("running") or 0))
+    hooks = GaugeMetricFamily("alfrd_hook_runs",
+                              "Hook runs waiting (queued), running or failed, by hook.",
+                              labels=["hook", "state"])
+    for hook in sorted({h for h, _ in db.hook_runs}):
+        for state in HOOK_STATES:
+            hooks.add_metric([hook, state], db.hook_runs.get((hook, state), 0))
+    yield hooks
     oldest = q.get("oldest_waiting")
     yield GaugeMetricFamily("alfrd_ocr_queue_oldest_timestamp_seconds",
                             "When the oldest document waiting for OCR was queued (Unix "

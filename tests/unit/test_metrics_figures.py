@@ -36,7 +36,8 @@ BACKUP_AT = datetime(2026, 3, 5, 3, 0, 12, tzinfo=UTC)
 DB = DatabaseFigures(documents={"extracted": 3, "pending": 1}, trashed=2,
                      job_last_success={"backup": BACKUP_AT},
                      ocr_queue={"documents_waiting": 1, "pages_waiting": 3, "running": 0,
-                                "oldest_waiting": BACKUP_AT})
+                                "oldest_waiting": BACKUP_AT},
+                     hook_runs={("post_ingest", "failed"): 2, ("post_ocr", "queued"): 1})
 
 
 def scrape(live: LiveFigures | None, db: DatabaseFigures | None) -> dict[tuple[str, str], float]:
@@ -76,6 +77,9 @@ def test_every_figure_reaches_the_exposition_under_its_name() -> None:
     assert got[("alfrd_job_last_success_timestamp_seconds", "job=backup")] == \
         BACKUP_AT.timestamp()
     assert got[("alfrd_ocr_queue_pages", "")] == 3
+    assert got[("alfrd_hook_runs", "hook=post_ingest,state=failed")] == 2
+    assert got[("alfrd_hook_runs", "hook=post_ingest,state=queued")] == 0
+    assert got[("alfrd_hook_runs", "hook=post_ocr,state=queued")] == 1
     assert got[("alfrd_ocr_queue_oldest_timestamp_seconds", "")] == BACKUP_AT.timestamp()
 
 
