@@ -182,10 +182,12 @@ def _json_default(value: object) -> object:
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def print_json(data: object) -> None:
-    """JSON on stdout. A file name that is not UTF-8 holds surrogate escapes; they are written
-    as \\udcNN escapes, which keeps the output valid UTF-8 and json.loads gives the name back."""
-    text = json.dumps(data, default=_json_default, ensure_ascii=False, indent=2)
+def print_json(data: object, *, one_line: bool = False) -> None:
+    """JSON on stdout (`one_line`: JSON lines). A file name that is not UTF-8 holds surrogate
+    escapes; they are written as \\udcNN escapes, which keeps the output valid UTF-8 and
+    json.loads gives the name back."""
+    text = json.dumps(data, default=_json_default, ensure_ascii=False,
+                      indent=None if one_line else 2)
     text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     sys.stdout.write(text + "\n")
 

@@ -4,15 +4,22 @@ the scheduled jobs, in one view."""
 from __future__ import annotations
 
 import argparse
+import socket
+import sys
+import time
 from typing import Any
 
 import psycopg
 from psycopg.rows import DictRow
 
 from alfrd_daemon.cli.common import (
+    EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_PROBLEM,
     EXIT_UNAVAILABLE,
+    EXIT_USAGE,
     Subcommands,
+    bad_argument,
     database,
     local_store_id,
     print_json,
@@ -25,15 +32,46 @@ from alfrd_daemon.db.queries import QUERIES, load_named_queries
 from alfrd_daemon.ingest.failed import FailedFolder
 from alfrd_daemon.logs import mask_dsn
 
+WATCH_DEFAULT_SECONDS = 2.0
+WATCH_MIN_SECONDS, WATCH_MAX_SECONDS = 0.2, 3600.0
+CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear the screen
+
 
 def register(sub: Subcommands, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("status", parents=[common], help="counts, daemons, failures, jobs")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("status", parents=[common], help="counts, daemons, failures, jobs; "
+                       "exits 1 when this host's daemon is unhealthy, 2 without the database")
+    p.add_argument("--json", action="store_true",
+                   help="as JSON (with --watch: one JSON object per line and refresh)")
+    p.add_argument("--watch", nargs="?", const=WATCH_DEFAULT_SECONDS, type=_watch_seconds,
+                   metavar="SECONDS", help="redraw every SECONDS (default "
+                   f"{WATCH_DEFAULT_SECONDS:g}) until Ctrl-C")
     p.set_defaults(func=cmd_status)
+
+
+def _watch_seconds(text: str) -> float:
+    expected = f"a number of seconds from {WATCH_MIN_SECONDS:g} to {WATCH_MAX_SECONDS:g}"
+    try:
+        value = float(text.strip())
+    except ValueError:
+        bad_argument(text, expected)
+    if not WATCH_MIN_SECONDS <= value <= WATCH_MAX_SECONDS:  # NaN fails both comparisons
+        bad_argument(text, expected)
+    return value
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    if args.watch is not None:
+        return _watch(settings, args.watch, as_json=args.json)
+    report = status_report(settings)
+    if args.json:
+        print_json(report)
+    else:
+        _print_status(report)
+    return status_code(report)
+
+
+def status_report(settings: Settings) -> dict[str, Any]:
     failed_notes = FailedFolder(settings.failed_path).notes() if settings.failed_path.is_dir() \
         else []
     report: dict[str, Any] = {"config": settings.source, "inbox": str(settings.inbox.path),
@@ -55,11 +93,62 @@ def cmd_status(args: argparse.Namespace) -> int:
             report["hooks"] = hook_status(conn)
     except (dbmod.DatabaseUnavailable, psycopg.OperationalError) as exc:
         report["database"] = {"state": "unreachable", "error": mask_dsn(str(exc))}
-    if args.json:
-        print_json(report)
-    else:
-        _print_status(report)
-    return EXIT_OK if report["database"]["state"] == "ok" else EXIT_UNAVAILABLE
+    report["health"] = health_view(report, socket.gethostname())
+    return report
+
+
+def health_view(report: dict[str, Any], hostname: str) -> dict[str, Any]:
+    """Healthy when the database answers and every daemon of this host that is meant to be
+    running beats and reports no problem (service/health.py judges it, the heartbeat carries
+    the verdict): a check to run beside the daemon it checks."""
+    if report["database"]["state"] != "ok":
+        return {"healthy": False, "problems": ["the database is unreachable"]}
+    mine = [d for d in report["daemons"]
+            if d["hostname"] == hostname and d.get("role") != "ocr-worker"]
+    running = [d for d in mine if d["running"]]
+    problems: list[str] = []
+    if not running:
+        stale = [d for d in mine if d["stopped_at"] is None]
+        problems.append(
+            f"no daemon on {hostname} has a live heartbeat"
+            + (f" (the last beat {stale[0]['heartbeat_age_seconds']:.0f} s ago)" if stale
+               else " (none is running)"))
+    for d in running:
+        if d.get("health", "ok") != "ok":
+            problems.append(f"daemon {d['instance']}: {d['health']}")
+        elif d.get("watcher_alive") is False:
+            problems.append(f"daemon {d['instance']}: the file watcher is down")
+    return {"healthy": not problems, "problems": problems}
+
+
+def status_code(report: dict[str, Any]) -> int:
+    if report["database"]["state"] != "ok":
+        return EXIT_UNAVAILABLE
+    return EXIT_OK if report["health"]["healthy"] else EXIT_PROBLEM
+
+
+def _watch(settings: Settings, seconds: float, *, as_json: bool) -> int:
+    """Redraw until Ctrl-C, which ends it quietly with 130. Not on a terminal, the redraws
+    would pile up in a file or a pipe: --json makes them one JSON line each instead."""
+    if not as_json and not sys.stdout.isatty():
+        print("alfrd status: argument --watch: stdout is not a terminal, expected a terminal "
+              "(or --json for one JSON line per refresh)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        while True:
+            report = status_report(settings)
+            if as_json:
+                print_json(report, one_line=True)
+            else:
+                sys.stdout.write(CLEAR)
+                _print_status(report)
+                print(f"\n{time.strftime('%H:%M:%S')}: every {seconds:g} s; Ctrl-C to stop")
+            sys.stdout.flush()
+            time.sleep(seconds)
+    except KeyboardInterrupt:
+        if not as_json:
+            sys.stdout.write("\n")
+        return EXIT_INTERRUPTED
 
 
 def _instance_view(row: DictRow) -> dict[str, Any]:
@@ -128,6 +217,9 @@ def _job_status(conn: psycopg.Connection[DictRow], settings: Settings) -> list[d
 
 def _print_status(report: dict[str, Any]) -> None:
     dbinfo = report["database"]
+    health = report["health"]
+    print("health:    " + ("ok" if health["healthy"] else
+                           "UNHEALTHY: " + "; ".join(health["problems"])))
     print(f"config:    {report['config']}")
     print(f"inbox:     {report['inbox']}")
     if dbinfo["state"] != "ok":

@@ -27,6 +27,7 @@ from alfrd_daemon.config.reader import (
     choice,
     conninfo,
     integer,
+    listen_address,
     number,
     path_text,
     patterns,
@@ -41,6 +42,7 @@ from alfrd_daemon.config.settings import (
     ExtractSettings,
     InboxSettings,
     LoggingSettings,
+    MetricsSettings,
     OcrSettings,
     SearchSettings,
     Settings,
@@ -92,6 +94,13 @@ def _ocr_languages(value: object) -> tuple[str, ...]:
             or not all(isinstance(v, str) and _OCR_LANGUAGE_RE.match(v) for v in value)):
         raise ValueError(_OCR_LANGUAGES_EXPECTED)
     return tuple(dict.fromkeys(value))  # in order, each once
+
+
+def _textfile_path(value: object) -> str:
+    text = path_text(value)
+    if not text.endswith(".prom"):
+        raise ValueError("expected a path ending in .prom (node-exporter reads only those)")
+    return text
 
 
 def _parse_ocr(o: Reader, problems: list[str]) -> OcrSettings:
@@ -233,6 +242,16 @@ def parse_settings(data: object, *, source: str, base_dir: Path,
     )
     lg.finish()
 
+    mt = top.section("metrics", defaults.metrics)
+    textfile = mt.get("textfile", _textfile_path)
+    metrics = MetricsSettings(
+        listen=mt.get("listen", listen_address),
+        textfile=_resolve(state_dir, textfile) if textfile is not None else None,
+        textfile_interval=mt.get("textfile_interval", number(1, 86400), "seconds"),
+        cache_seconds=mt.get("cache_seconds", number(0, 3600), "seconds"),
+    )
+    mt.finish()
+
     tr = top.section("trash", defaults.trash)
     trash = TrashSettings(keep_days=tr.get("keep_days", integer(0, 36_500), "days"))
     tr.finish()
@@ -259,6 +278,7 @@ def parse_settings(data: object, *, source: str, base_dir: Path,
         search=search,
         store=store,
         logging=logging_settings,
+        metrics=metrics,
         trash=trash,
         jobs=jobs,
         hooks=hooks,

@@ -246,3 +246,25 @@ def patterns(value: object) -> tuple[str, ...]:
             isinstance(v, str) and v and "\0" not in v for v in value):
         raise ValueError("expected a list of glob patterns such as ['*.tmp', '.*']")
     return tuple(value)
+
+
+LISTEN_EXPECTED = "expected host:port such as 127.0.0.1:9464 or [::1]:9464 (port 1-65535)"
+
+
+def split_listen(text: str) -> tuple[str, int]:
+    """(host, port) of "host:port" or "[v6]:port"; ValueError naming the expected form."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(LISTEN_EXPECTED)  # a bare IPv6 address: its port is ambiguous
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(LISTEN_EXPECTED)
+    return host, int(port)
+
+
+def listen_address(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(LISTEN_EXPECTED)
+    split_listen(value)
+    return value

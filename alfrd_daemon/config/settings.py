@@ -111,6 +111,14 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    listen: str | None = None  # host:port of the Prometheus endpoint (e.g. 127.0.0.1:9464)
+    textfile: Path | None = None  # a node-exporter textfile, rewritten every textfile_interval
+    textfile_interval: float = 15.0
+    cache_seconds: float = 5.0  # the database's figures are this old at most
+
+
+@dataclass(frozen=True)
 class TrashSettings:
     # Days a deleted document (row and stored file) stays restorable before the prune job
     # removes it.
@@ -142,6 +150,7 @@ class Settings:
     search: SearchSettings = field(default_factory=SearchSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     trash: TrashSettings = field(default_factory=TrashSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
     hooks: HooksSettings = field(default_factory=HooksSettings)
@@ -183,6 +192,9 @@ RESTART_KEYS: frozenset[str] = frozenset({
     "ocr.memory_limit_mb", "ocr.max_pages", "ocr.max_megapixels", "ocr.dpi",
     "ocr.pdf_min_page_chars", "ocr.detect_orientation", "ocr.max_attempts",
     "ocr.lease_seconds", "ocr.poll_seconds",
+    # The endpoint is bound and the textfile writer started once at start.
+    "metrics.listen", "metrics.textfile", "metrics.textfile_interval",
+    "metrics.cache_seconds",
     # The hook runners, and the hooks a host declares in the database, are set at start.
     "hooks.post_ingest", "hooks.post_ocr", "hooks.timeout_seconds", "hooks.workers",
     "hooks.retries",

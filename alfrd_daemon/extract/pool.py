@@ -326,6 +326,11 @@ class ExtractorPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def busy(self) -> int:
+        """Children serving a document now (the others are idle or not started yet)."""
+        with self._lock:
+            return 0 if self._closed else self.size - len(self._idle)
+
     def pids(self) -> list[int]:
         """Pids of the children alive now."""
         with self._lock:

@@ -11,6 +11,8 @@ import errno
 import logging
 import os
 import stat
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +52,8 @@ class Reader:
         self.settings = settings
         self.store = store
         self.pool = pool
+        # Told each extraction's seconds (the daemon's metrics); None: nobody listens.
+        self.observe: Callable[[float], None] | None = None
 
     @property
     def limits(self) -> ExtractLimits:
@@ -113,8 +117,12 @@ class Reader:
         return ReadResult(sha, incoming.size, key, FileIdentity.of(after), incoming)
 
     def extract(self, path: Path, name: str) -> Extraction:
+        started = time.monotonic()
         try:
-            return extract(path, self.limits, name=name, pool=self.pool)
+            extraction = extract(path, self.limits, name=name, pool=self.pool)
+            if self.observe is not None:
+                self.observe(time.monotonic() - started)
+            return extraction
         except PermanentExtractionError as exc:
             raise Permanent(exc.reason) from exc
         except ExtractorUnavailable as exc:  # stopping, or no extractor would start: not the file

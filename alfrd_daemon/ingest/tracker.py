@@ -99,7 +99,7 @@ class Tracker:
         # order instead of being re-examined on a timer. A later event for a path takes it out
         # of `ready_set`, and its stale deque entry is skipped.
         self.ready: collections.deque[str] = collections.deque()
-        self.ready_set: set[str] = set()
+        self.ready_set: dict[str, float] = {}  # path → since when it is ready (monotonic)
         self.ready_retries: collections.deque[WorkItem] = collections.deque()
         self._warned_watch_limit = False
 
@@ -135,6 +135,12 @@ class Tracker:
     @property
     def tracked(self) -> int:
         return len(self.sightings)
+
+    def waiting(self) -> tuple[int, float | None]:
+        """(files ready but not yet handed to a worker, since when the oldest waits), read
+        from another thread: the copy is taken in one C call, under the GIL."""
+        since = list(self.ready_set.values())
+        return len(since), min(since, default=None)
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -212,7 +218,7 @@ class Tracker:
             self.folders.add(parent)
         if sig.kind is Kind.DELETED:
             return  # decide() notices on its next look
-        self.ready_set.discard(rel)  # something happened to it: judge it again
+        self.ready_set.pop(rel, None)  # something happened to it: judge it again
         s = self.sightings.get(rel)
         if s is None:
             if len(self.sightings) >= self.s.max_tracked:
@@ -349,7 +355,7 @@ class Tracker:
         if not self._folder_ready(rel, s, now):
             return
         if rel not in self.ready_set:
-            self.ready_set.add(rel)
+            self.ready_set[rel] = now
             self.ready.append(rel)
 
     def _hand_over(self) -> None:
@@ -364,13 +370,13 @@ class Tracker:
             if rel not in self.ready_set or rel in self.in_flight:
                 self.ready.popleft()  # stale: an event took it back, or it is already busy
                 if rel in self.in_flight and rel in self.ready_set:
-                    self.ready_set.discard(rel)
+                    self.ready_set.pop(rel, None)
                     self._push(time.monotonic() + RETRY_BUSY_SECONDS, rel)
                 continue
             if not self.submit(WorkItem(rel)):
                 return
             self.ready.popleft()
-            self.ready_set.discard(rel)
+            self.ready_set.pop(rel, None)
             self.in_flight.add(rel)
             self.sightings.pop(rel, None)
             self.folders.discard(rel)

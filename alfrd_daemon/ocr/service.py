@@ -115,6 +115,8 @@ class OcrService:
         self._lock = threading.Lock()
         self._checked_at = 0.0
         self.listening = False
+        # Told each document's OCR seconds and pages read (the daemon's metrics).
+        self.observe: Callable[[float, int], None] | None = None
 
     # --- start and stop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -267,6 +269,8 @@ class OcrService:
             self.stats.documents += 1
             self.stats.pages += outcome.ocr_pages
             self.stats.seconds += seconds
+            if self.observe is not None:
+                self.observe(seconds, outcome.ocr_pages)
             log.info("OCR of %s done: %d pages (%d read by OCR) in %.1f s", name,
                      outcome.pages, outcome.ocr_pages, seconds)
         else:

@@ -48,6 +48,14 @@ from alfrd_daemon.ocr.service import OcrService
 from alfrd_daemon.sdnotify import Notifier
 from alfrd_daemon.service.health import Vitals, health_problem
 from alfrd_daemon.service.inbox_watch import InboxWatch
+from alfrd_daemon.service.metrics import (
+    DaemonMetrics,
+    DatabaseFigures,
+    DatabaseSummary,
+    LiveFigures,
+    fetch_database_figures,
+)
+from alfrd_daemon.service.metrics_export import MetricsExport
 from alfrd_daemon.service.monitor import ErrorThrottle, Monitor, adopt_orphans
 from alfrd_daemon.service.reload import split_reload
 from alfrd_daemon.service.rules_check import check_rules
@@ -132,6 +140,8 @@ class Daemon:
         self.jobs: JobScheduler | None = None
         self.monitor: Monitor | None = None
         self.ocr: OcrService | None = None
+        self.metrics: DaemonMetrics | None = None
+        self.metrics_export: MetricsExport | None = None
         self.hooks: HookRunner | None = None
         self.exit_code = 0
         self.abandoned = False  # set when shutdown left work running past the drain deadline
@@ -147,6 +157,7 @@ class Daemon:
             s.inbox.path.mkdir(parents=True, exist_ok=True)
         with opening("state directory", s.state_dir):
             s.state_dir.mkdir(parents=True, exist_ok=True)
+        self._start_metrics()  # first: a taken port fails the start before anything runs
         # The embedded server or the configured one, waited for, migrated, with the pool open.
         target = self.target = database_target(s)
         db = self.db = dbmod.Database(
@@ -185,6 +196,8 @@ class Daemon:
                                  failed=failed, counters=self.counters,
                                  committer=self.committer, on_complete=self._complete,
                                  extractors=extractors, release_later=self._release_later)
+        if self.metrics is not None:  # before the first file
+            self.ingestor.reader.observe = self.metrics.extraction.observe
         self.executor = ThreadPoolExecutor(max_workers=s.workers.count,
                                            thread_name_prefix="alfrd-worker")
         tracker = self.tracker = Tracker(self._tracker_settings(s), self._submit,
@@ -211,11 +224,29 @@ class Daemon:
             # Its own processes: a long scan never holds up the ingest of other files.
             self.ocr = OcrService(s, db, store_root=s.store_path, store_id=store.id,
                                   worker=self.instance)
+            if self.metrics is not None:
+                self.ocr.observe = self.metrics.observe_ocr
             self.ocr.start()
         self.monitor = Monitor(db=db, counters=self.counters, tracker=tracker, claims=claims,
                                store=store, instance=self.instance, host=instance_host(),
                                settings=lambda: self.settings, state=self.state,
                                stop=self.stop_event, errors=self.errors)
+
+    def _start_metrics(self) -> None:
+        """Off unless configured. Bound before the other parts exist: a scrape meanwhile
+        finds them missing (live_figures copes) and the database not yet open."""
+        m = self.settings.metrics
+        if m.listen is None and m.textfile is None:
+            return
+        metrics = self.metrics = DaemonMetrics(
+            self.live_figures, DatabaseSummary(self._database_figures, ttl=m.cache_seconds))
+        self.metrics_export = MetricsExport(m, metrics.registry)
+        self.metrics_export.start()
+
+    def _database_figures(self) -> DatabaseFigures:
+        if self.db is None:
+            raise dbmod.DatabaseUnavailable("the database is not open yet")
+        return fetch_database_figures(self.db)
 
     def _tracker_settings(self, s: Settings) -> TrackerSettings:
         mode = self.watch.mode if self.watch is not None else "?"
@@ -406,6 +437,27 @@ class Daemon:
                 "ocr": self.ocr.state() if self.ocr is not None else None,
                 "hooks": self.hooks.state() if self.hooks is not None else None}
 
+    def live_figures(self) -> LiveFigures:
+        """What the metrics read at each scrape (from the scrape's thread)."""
+        c = self.counters.snapshot()
+        now = time.monotonic()
+        waiting, since = self.tracker.waiting() if self.tracker is not None else (0, None)
+        ocr: dict[str, Any] | None = None
+        if self.ocr is not None:
+            ocr = self.ocr.state()
+        return LiveFigures(
+            instance=self.instance, health=self.health_problem() or "ok",
+            outcomes={"ingested": c["ingested"], "duplicate": c["duplicates"],
+                      "failed": c["failed"], "retry": c["retries"], "gone": c["gone"]},
+            in_progress=c["in_progress"], paused=self.counters.transient_since is not None,
+            queue_depth=self.slots.taken, queue_capacity=self.slots.size,
+            tracked=self.tracker.tracked if self.tracker is not None else 0,
+            ready_waiting=waiting, oldest_ready_age=now - since if since is not None else None,
+            db_pool=dict(self.db.pool.get_stats()) if self.db is not None else {},
+            extractor_pool=(self.extractors.size, self.extractors.busy())
+            if self.extractors is not None else None,
+            ocr=ocr)
+
     # --- reload and signals --------------------------------------------------------------------
     def _install_signals(self) -> None:
         def stop(signum: int, _frame: object) -> None:
@@ -455,6 +507,8 @@ class Daemon:
         drain_by = time.monotonic() + self.settings.workers.drain_timeout
         self.stop_event.set()
         self.notifier.stopping(self.status_line())
+        if self.metrics_export is not None:
+            self.metrics_export.stop()
         if self.jobs is not None:
             self.jobs.stop()  # no new runs; a running one shares the deadline below
         if self.watch is not None:
@@ -550,6 +604,8 @@ class Daemon:
             self.jobs.stop()
         if self.ocr is not None:
             self.ocr.stop(timeout=5)
+        if self.metrics_export is not None:
+            self.metrics_export.stop()
         if self.hooks is not None:
             self.hooks.stop(timeout=5)
 

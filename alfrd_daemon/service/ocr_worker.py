@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import replace
 
 from psycopg.types.json import Jsonb
 
@@ -28,6 +29,13 @@ from alfrd_daemon.logs import event, mask_dsn
 from alfrd_daemon.ocr.service import OcrService
 from alfrd_daemon.sdnotify import Notifier
 from alfrd_daemon.service.daemon import instance_host, new_instance_id
+from alfrd_daemon.service.metrics import (
+    DaemonMetrics,
+    DatabaseSummary,
+    WorkerFigures,
+    fetch_database_figures,
+)
+from alfrd_daemon.service.metrics_export import MetricsExport
 from alfrd_daemon.service.rules_check import check_rules
 from alfrd_daemon.service.startup import (
     StartupError,
@@ -44,8 +52,13 @@ STOP_SECONDS = 15.0  # releasing the documents being read, then closing
 
 
 class OcrWorker:
-    def __init__(self, settings: Settings, *, notifier: Notifier | None = None):
+    def __init__(self, settings: Settings, *, notifier: Notifier | None = None,
+                 metrics_listen: str | None = None):
         self.settings = settings
+        # Its own option, not metrics.listen: beside a daemon with the same configuration
+        # the daemon holds that port.
+        self.metrics_listen = metrics_listen
+        self.metrics_export: MetricsExport | None = None
         self.notifier = notifier or Notifier.from_env(transport="fallback")
         self.instance = new_instance_id()
         self.stop_event = threading.Event()
@@ -73,10 +86,29 @@ class OcrWorker:
             open_store(store, db)
         self.service = OcrService(s, db, store_root=s.store_path, store_id=store.id,
                                   worker=self.instance)
+        if self.metrics_listen is not None:  # before its threads: the first document counts
+            self._start_metrics(db, self.metrics_listen)
         self.service.start()
         event(log, "started", f"OCR worker on {s.store_path}; database "
               f"{mask_dsn(target.conninfo) or 'from PG* environment'}",
               instance=self.instance, workers=self.service.size)
+
+    def _start_metrics(self, db: dbmod.Database, listen: str) -> None:
+        s = self.settings
+        metrics = DaemonMetrics(self.figures, DatabaseSummary(
+            lambda: fetch_database_figures(db), ttl=s.metrics.cache_seconds))
+        assert self.service is not None
+        self.service.observe = metrics.observe_ocr
+        self.metrics_export = MetricsExport(
+            replace(s.metrics, listen=listen, textfile=None), metrics.registry)
+        self.metrics_export.start()
+
+    def figures(self) -> WorkerFigures | None:
+        service = self.service
+        if service is None:
+            return None
+        return WorkerFigures(instance=self.instance, healthy=service.alive(),
+                             ocr=service.state())
 
     def run(self) -> int:
         def stop(signum: int, _frame: object) -> None:
@@ -111,6 +143,8 @@ class OcrWorker:
                     break
         finally:
             self.notifier.stopping(self.status_line())
+            if self.metrics_export is not None:
+                self.metrics_export.stop()
             if self.service is not None:
                 self.service.stop(timeout=STOP_SECONDS)
             self._record_stop()
@@ -160,6 +194,8 @@ class OcrWorker:
         worker.join(3)
 
     def _close(self) -> None:
+        if self.metrics_export is not None:
+            self.metrics_export.stop()
         if self.service is not None:
             self.service.stop(timeout=1)
         if self.db is not None:
