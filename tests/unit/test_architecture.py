@@ -19,12 +19,13 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"foundation"},
     "db": {"config", "foundation"},
     "extract": {"foundation"},
-    "ingest": {"config", "db", "extract", "foundation"},
-    "ocr": {"config", "db", "extract", "foundation"},
-    "jobs": {"config", "db", "ingest", "foundation"},
+    "dates": {"foundation"},
+    "ingest": {"config", "dates", "db", "extract", "foundation"},
+    "ocr": {"config", "dates", "db", "extract", "foundation"},
+    "jobs": {"config", "dates", "db", "ingest", "foundation"},
     "legacy": {"config", "db", "ingest", "foundation"},
     "service": {"config", "db", "extract", "ingest", "jobs", "ocr", "foundation"},
-    "cli": {"config", "db", "extract", "ingest", "jobs", "legacy", "ocr", "service",
+    "cli": {"config", "dates", "db", "extract", "ingest", "jobs", "legacy", "ocr", "service",
             "foundation"},
 }
 

@@ -1,0 +1,7 @@
+"""The date printed on a document: candidates found by patterns in its text and file name,
+each parsed by dateparser under the configured order and languages. Pure: no I/O, no clock
+(the caller passes today)."""
+
+from alfrd_daemon.dates.detect import DateOptions, DateResult, Found, find_dates
+
+__all__ = ["DateOptions", "DateResult", "Found", "find_dates"]

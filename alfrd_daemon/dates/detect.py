@@ -1,0 +1,201 @@
+"""Choosing the document's date: every candidate in the text (its first dates.max_chars
+characters) and in the file name, read, checked and ranked.
+
+Ranking: full dates before dates that name only a month (a "Jul 2019" next to "15.08.2019"
+never wins, paperless-ngx#2933); among full dates, the text's first, then the file name's
+(or the file name's first, with dates.filename: first). The first full date is the
+document's date; up to MAX_SUGGESTIONS others are kept as suggestions. A month alone is
+never turned into a day (paperless-ngx#3870): it stays a suggestion of precision "month".
+
+Day and month are never swapped (paperless-ng#1295): a number above 12 settles the order;
+dotted dates (05.03.2024) are day first wherever they are written; year-first dates are
+year-month-day; only the remaining ambiguous forms (3/5/2024) follow dates.order."""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import regex
+
+from alfrd_daemon.dates.parsing import parse_day, parse_month
+from alfrd_daemon.dates.patterns import compiled
+
+MAX_SUGGESTIONS = 5
+MAX_PARSES = 64  # candidates read per source: a table of a thousand dates costs no more
+MIN_YEAR = 1900
+SCAN_TIMEOUT_SECONDS = 2.0  # the patterns are linear; this only bounds a pathological text
+ORDERS = ("DMY", "MDY", "YMD")
+FILENAME_MODES = ("fallback", "first", "off")
+
+
+@dataclass(frozen=True)
+class DateOptions:
+    order: str = "DMY"
+    languages: tuple[str, ...] = ("en", "de")
+    max_chars: int = 20_000
+    filename: str = "fallback"
+
+
+@dataclass(frozen=True)
+class Found:
+    """One date read from the document: `value` is the day, or the month's first day when
+    `precision` is "month"; `text` is what was printed; `offset` where (in the text or the
+    file name, as `source` says)."""
+
+    value: dt.date
+    precision: str
+    text: str
+    source: str
+    offset: int
+
+    def shown(self) -> str:
+        return self.value.isoformat() if self.precision == "day" else self.value.strftime("%Y-%m")
+
+    def as_json(self) -> dict[str, Any]:
+        return {"date": self.shown(), "precision": self.precision, "text": self.text,
+                "source": self.source, "offset": self.offset}
+
+
+@dataclass(frozen=True)
+class DateResult:
+    found: Found | None = None
+    suggestions: tuple[Found, ...] = field(default_factory=tuple)
+
+    @property
+    def document_date(self) -> dt.date | None:
+        return self.found.value if self.found is not None else None
+
+    def metadata(self) -> dict[str, Any]:
+        """What documents.metadata records of the detection (`alfrd show` prints it)."""
+        return {"date_found": self.found.as_json() if self.found is not None else None,
+                "date_suggestions": [s.as_json() for s in self.suggestions]}
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    text: str  # what dateparser reads
+    shown: str  # what the document says
+    offset: int
+    precision: str
+    order: str
+    expect: tuple[int | None, int | None]  # (day, month) the numbers say, to check the parse
+
+
+def find_dates(text: str | None, filename: str | None, options: DateOptions,
+               today: dt.date) -> DateResult:
+    sources: list[list[Found]] = []
+    if text:
+        sources.append(_read(_normal(text[: options.max_chars]), "text", options, today))
+    if filename and options.filename != "off":
+        named = _read(_normal(_stem(filename)), "filename", options, today)
+        sources.insert(0 if options.filename == "first" else len(sources), named)
+    days = [f for found in sources for f in found if f.precision == "day"]
+    months = [f for found in sources for f in found if f.precision == "month"]
+    ranked: list[Found] = []
+    seen: set[tuple[dt.date, str]] = set()
+    for f in days + months:
+        if (f.value, f.precision) not in seen:
+            seen.add((f.value, f.precision))
+            ranked.append(f)
+    if not days:
+        return DateResult(None, tuple(ranked[:MAX_SUGGESTIONS]))
+    return DateResult(ranked[0], tuple(ranked[1: 1 + MAX_SUGGESTIONS]))
+
+
+def _normal(text: str) -> str:
+    # NFC keeps offsets of composed text and lets "Ma\u0308rz" (macOS, some OCR) match März.
+    return unicodedata.normalize("NFC", text)
+
+
+def _stem(name: str) -> str:
+    base, dot, suffix = name.rpartition(".")
+    return base if dot and base and 0 < len(suffix) <= 5 and not suffix.isdigit() else name
+
+
+def _read(text: str, source: str, options: DateOptions, today: dt.date) -> list[Found]:
+    found: list[Found] = []
+    parsed: dict[tuple[str, str, str], dt.date | None] = {}
+    days = 0
+    for cand in _candidates(text, source == "filename", options):
+        key = (cand.text, cand.order, cand.precision)
+        if key not in parsed:
+            if len(parsed) >= MAX_PARSES:
+                break
+            parsed[key] = _parse(cand, options.languages)
+        value = parsed[key]
+        if value is None or value.year < MIN_YEAR:
+            continue
+        if value > today or (cand.precision == "month" and value > today.replace(day=1)):
+            continue
+        found.append(Found(value, cand.precision, cand.shown, source, cand.offset))
+        if cand.precision == "day":
+            days += 1
+            if days > MAX_SUGGESTIONS:  # the first and five more: later ones never show
+                break
+    return found
+
+
+def _parse(cand: _Candidate, languages: tuple[str, ...]) -> dt.date | None:
+    if cand.precision == "month":
+        return parse_month(cand.text, cand.order, languages)
+    value = parse_day(cand.text, cand.order, languages)
+    day, month = cand.expect
+    if value is None or (day is not None and value.day != day) or (
+            month is not None and value.month != month):
+        return None  # dateparser read the numbers otherwise than they stand: not trusted
+    return value
+
+
+def _candidates(text: str, filename: bool, options: DateOptions) -> Iterator[_Candidate]:
+    pattern = compiled(tuple(options.languages), filename=filename)
+    try:
+        for m in pattern.finditer(text, timeout=SCAN_TIMEOUT_SECONDS):
+            cand = _candidate(m, options.order)
+            if cand is not None:
+                yield cand
+    except TimeoutError:
+        return
+
+
+def _candidate(m: regex.Match[str], order: str) -> _Candidate | None:
+    g = m.groupdict()
+    shown = m.group(0)
+    at = m.start()
+    if g["dmy_w"]:
+        return _Candidate(shown, shown, at, "day", "DMY", (int(g["wd1"]), None))
+    if g["mdy_w"]:
+        return _Candidate(shown, shown, at, "day", "MDY", (int(g["wd2"]), None))
+    if g["ymd"]:
+        return _Candidate(shown, shown, at, "day", "YMD", (int(g["d1"]), int(g["m1"])))
+    if g["xxy"]:
+        a, b = int(g["a"]), int(g["b"])
+        day_first = _day_first(a, b, g["s2"], order)
+        if day_first is None:
+            return None
+        day, month = (a, b) if day_first else (b, a)
+        return _Candidate(shown, shown, at, "day", "DMY" if day_first else "MDY", (day, month))
+    if g.get("compact"):
+        y, mo, d = g["cy"], g["cm"], g["cd"]
+        return _Candidate(f"{y}-{mo}-{d}", shown, at, "day", "YMD", (int(d), int(mo)))
+    if g.get("under"):
+        y, mo, d = g["uy"], g["um"], g["ud"]
+        return _Candidate(f"{y}-{mo}-{d}", shown, at, "day", "YMD", (int(d), int(mo)))
+    if g["month_w"]:
+        return _Candidate(shown, shown, at, "month", "DMY" if order == "YMD" else order,
+                          (None, None))
+    return None
+
+
+def _day_first(a: int, b: int, sep: str, order: str) -> bool | None:
+    """Whether a year-last date a/b/y reads day first; None when neither order is a date."""
+    if a > 12 and b > 12:
+        return None
+    if a > 12 or b > 12:
+        return a > 12
+    if sep == ".":
+        return True
+    return order != "MDY"  # YMD says nothing about a year-last date; day first is the norm

@@ -1,0 +1,85 @@
+"""The patterns that find date candidates. They only locate and classify a substring (which
+order its numbers are in, whether it names a day or just a month); dateparser reads it.
+
+Month names come from dateparser's own locale data, so every language in dates.languages is
+recognised in written dates without a list kept here."""
+
+from __future__ import annotations
+
+import functools
+import unicodedata
+
+import regex
+
+MONTH_KEYS = ("january", "february", "march", "april", "may", "june", "july", "august",
+              "september", "october", "november", "december")
+
+# Digits around a numeric date must not continue it: "12.03.2024" inside "112.03.20245" or a
+# version "1.2.3.4" is no date.
+_NOT_BEFORE = r"(?<![^\W_]|[.,/-])"  # nor a letter: "v1.2.2024" is a version
+_NOT_AFTER = r"(?![\d]|[.,/-]\d)"
+_ORDINAL = r"(?:st|nd|rd|th)?"
+_YEAR4 = r"(?P<y>(?:1[89]|2\d)\d\d)"
+
+# Numeric forms. Year first (ISO 8601 and the like) is unambiguous; year last takes the order
+# from dates.order unless a number above 12 settles it.
+_YMD = (rf"{_NOT_BEFORE}(?P<ymd>{_YEAR4}(?P<s1>[-/.])(?P<m1>\d{{1,2}})(?P=s1)"
+        rf"(?P<d1>\d{{1,2}})){_NOT_AFTER}")
+_XXY = (rf"{_NOT_BEFORE}(?P<xxy>(?P<a>\d{{1,2}})(?P<s2>[./-])(?P<b>\d{{1,2}})(?P=s2)"
+        rf"(?P<y2>(?:1[89]|2\d)\d\d|\d\d)){_NOT_AFTER}")
+# File names: 20240305 (cameras and scanners: IMG_20240305_101500.jpg), 2024_03_05.
+_COMPACT = (r"(?<!\d)(?P<compact>(?P<cy>(?:19|20)\d\d)(?P<cm>0[1-9]|1[0-2])"
+            r"(?P<cd>0[1-9]|[12]\d|3[01]))(?!\d)")
+_UNDERSCORED = (r"(?<!\d)(?P<under>(?P<uy>(?:19|20)\d\d)_(?P<um>\d{1,2})_(?P<ud>\d{1,2}))"
+                r"(?!\d)")
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFC", text).casefold()
+
+
+@functools.lru_cache(maxsize=16)
+def month_names(languages: tuple[str, ...]) -> tuple[str, ...]:
+    """Every spelling of a month name in these languages (dateparser's locale data), longest
+    first so that "März" wins over "Mär"."""
+    from dateparser.languages.loader import default_loader
+
+    names: set[str] = set()
+    for language in languages:
+        try:
+            info = default_loader.get_locale(language).info
+        except (KeyError, ValueError):
+            continue  # the parser checks languages at load; here a missing one finds nothing
+        for key in MONTH_KEYS:
+            for name in info.get(key, ()):
+                folded = _fold(str(name)).rstrip(".")
+                if len(folded) >= 3 and not any(ch.isdigit() for ch in folded):
+                    names.add(folded)
+    return tuple(sorted(names, key=lambda n: (-len(n), n)))
+
+
+# Between the parts of a written date: spaces, or underscores in a file name (05_März_2024).
+_GAP = r"[\s_]"
+# A written date starts after no letter, digit or dot (not "Rechnung5. März" nor "v1.Mai").
+_WORD_START = r"(?<![^\W_]|\.)"
+
+
+@functools.lru_cache(maxsize=16)
+def compiled(languages: tuple[str, ...], *, filename: bool = False) -> regex.Pattern[str]:
+    """One pattern for every form, tried left to right: the first alternative that matches at
+    a position wins, so a full written date ("Jul 5, 2019", "5. Juli 2019") is taken before
+    the month alone ("Jul 2019") could be. The compact forms (20240305) only count in file
+    names: in a text they are as likely an invoice or customer number."""
+    months = "|".join(regex.escape(n) for n in month_names(languages)) or r"(?!x)x"
+    mon = rf"(?:{months})\.?"
+    day = r"(?:0?[1-9]|[12]\d|3[01])"
+    year = r"(?:1[89]|2\d)\d\d(?!\d)"
+    dmy_written = (rf"{_WORD_START}(?P<dmy_w>(?P<wd1>{day}){_ORDINAL}\.?{_GAP}*"
+                   rf"(?:of{_GAP}+)?{mon},?{_GAP}+{year})")
+    mdy_written = rf"{_WORD_START}(?P<mdy_w>{mon}{_GAP}+(?P<wd2>{day}){_ORDINAL},?{_GAP}+{year})"
+    month_only = rf"{_WORD_START}(?P<month_w>{mon},?{_GAP}+{year})"
+    forms = [dmy_written, mdy_written, _YMD, _XXY]
+    if filename:
+        forms += [_COMPACT, _UNDERSCORED]
+    forms.append(month_only)
+    return regex.compile("|".join(forms), regex.IGNORECASE | regex.VERSION0)
