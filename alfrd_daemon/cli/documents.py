@@ -119,6 +119,8 @@ def cmd_show(args: argparse.Namespace) -> int:
                 "created_at", "updated_at"):
         if doc.get(key) not in (None, [], ""):
             print(f"{key:>14}: {doc[key]}")
+    for line in _date_lines(doc):
+        print(line)
     print(f"{'store':>14}: {_store_text(store)}")
     if ocr_job is not None:
         print(f"{'ocr':>14}: {_ocr_job_text(ocr_job)}")
@@ -131,6 +133,29 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"\n… ({doc['text_length']} characters in all)")
         print(f"\n{doc['text']}{more}")
     return EXIT_OK
+
+
+def _date_lines(doc: dict[str, Any]) -> list[str]:
+    """The document's date (where it was read, or that the user set it) and the other
+    candidates date detection kept."""
+    meta = doc.get("metadata") or {}
+    found = meta.get("date_found") if isinstance(meta, dict) else None
+    suggestions = meta.get("date_suggestions") if isinstance(meta, dict) else None
+    lines = []
+    if doc.get("document_date") is not None:
+        if doc.get("document_date_by_hand"):
+            how = "set by hand"
+        elif isinstance(found, dict):
+            how = f"read from the {found.get('source', 'text')}: {found.get('text')!r}"
+        else:
+            how = "set"
+        lines.append(f"{'date':>14}: {doc['document_date']} ({how})")
+    for i, s in enumerate(suggestions if isinstance(suggestions, list) else []):
+        if isinstance(s, dict):
+            label = "other dates" if i == 0 else ""
+            lines.append(f"{label:>14}{':' if label else ' '} {s.get('date')} "
+                         f"({s.get('precision')}, {s.get('source')}: {s.get('text')!r})")
+    return lines
 
 
 def _holding_store(settings: Settings, doc: dict[str, Any]) -> dict[str, Any]:

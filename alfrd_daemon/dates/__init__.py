@@ -2,6 +2,13 @@
 each parsed by dateparser under the configured order and languages. Pure: no I/O, no clock
 (the caller passes today)."""
 
-from alfrd_daemon.dates.detect import DateOptions, DateResult, Found, find_dates
+from alfrd_daemon.dates.detect import (
+    DateOptions,
+    DateResult,
+    DatesConfig,
+    Found,
+    date_document,
+    find_dates,
+)
 
-__all__ = ["DateOptions", "DateResult", "Found", "find_dates"]
+__all__ = ["DateOptions", "DateResult", "DatesConfig", "Found", "date_document", "find_dates"]

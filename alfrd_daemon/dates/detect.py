@@ -17,7 +17,7 @@ import datetime as dt
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import regex
 
@@ -38,6 +38,22 @@ class DateOptions:
     languages: tuple[str, ...] = ("en", "de")
     max_chars: int = 20_000
     filename: str = "fallback"
+
+
+class DatesConfig(Protocol):
+    """The dates section of the settings (config.settings.DatesSettings), as this package,
+    which sits below config, sees it."""
+
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def order(self) -> str: ...
+    @property
+    def languages(self) -> tuple[str, ...]: ...
+    @property
+    def max_chars(self) -> int: ...
+    @property
+    def filename(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,16 @@ class _Candidate:
     precision: str
     order: str
     expect: tuple[int | None, int | None]  # (day, month) the numbers say, to check the parse
+
+
+def date_document(config: DatesConfig, text: str | None, filename: str | None,
+                  today: dt.date) -> DateResult | None:
+    """The dates of one document under the configured settings; None when detection is off."""
+    if not config.enabled:
+        return None
+    options = DateOptions(order=config.order, languages=tuple(config.languages),
+                          max_chars=config.max_chars, filename=config.filename)
+    return find_dates(text, filename, options, today)
 
 
 def find_dates(text: str | None, filename: str | None, options: DateOptions,

@@ -4,11 +4,13 @@
 -- name: insert_document
 INSERT INTO documents (id, sha256, original_name, source_path, tags, mime_type, size_bytes,
                        stored_path, status, title, extracted_text, extractor, search_config,
-                       metadata, error, store_id)
+                       metadata, error, store_id,
+                       document_date)
 VALUES (coalesce(%(id)s, gen_random_uuid()), %(sha256)s, %(original_name)s, %(source_path)s,
         %(tags)s, %(mime_type)s, %(size_bytes)s, %(stored_path)s, %(status)s, %(title)s,
         %(extracted_text)s, %(extractor)s, %(search_config)s::regconfig, %(metadata)s, %(error)s,
-        %(store_id)s)
+        %(store_id)s,
+        %(document_date)s)
 ON CONFLICT DO NOTHING
 RETURNING id;
 
@@ -27,7 +29,9 @@ SET sha256 = %(sha256)s, original_name = %(original_name)s, source_path = %(sour
     stored_path = %(stored_path)s, status = %(status)s, title = %(title)s,
     extracted_text = %(extracted_text)s, extractor = %(extractor)s,
     search_config = %(search_config)s::regconfig, metadata = %(metadata)s, error = %(error)s,
-    store_id = %(store_id)s, updated_at = now()
+    store_id = %(store_id)s, updated_at = now(),
+    document_date = CASE WHEN 'document_date' = ANY(user_fields) THEN document_date
+                         ELSE %(document_date)s END
 WHERE id = %(existing_id)s AND status = 'failed'
 RETURNING id;
 
@@ -117,6 +121,7 @@ LIMIT %(limit)s;
 SELECT d.id, d.sha256, d.original_name, d.source_path, d.tags, d.mime_type, d.size_bytes,
        d.stored_path, d.status, d.title, d.extractor, d.search_config::text AS search_config,
        d.metadata, d.error, d.created_at, d.updated_at,
+       d.document_date, 'document_date' = ANY(d.user_fields) AS document_date_by_hand,
        left(coalesce(d.extracted_text, ''), %(text_limit)s) AS text,
        length(coalesce(d.extracted_text, '')) AS text_length,
        d.store_id, s.hostname AS store_hostname, s.path AS store_path
