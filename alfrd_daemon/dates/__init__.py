@@ -1,5 +1,5 @@
 """The date printed on a document: candidates found by patterns in its text and file name,
-each parsed by dateparser under the configured order and languages. Pure: no I/O, no clock
+each parsed by dateparser under the configured order and languages. Pure: no I/O and no calendar
 (the caller passes today)."""
 
 from alfrd_daemon.dates.detect import (

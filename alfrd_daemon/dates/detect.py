@@ -14,20 +14,18 @@ year-month-day; only the remaining ambiguous forms (3/5/2024) follow dates.order
 from __future__ import annotations
 
 import datetime as dt
+import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import regex
-
 from alfrd_daemon.dates.parsing import parse_day, parse_month
-from alfrd_daemon.dates.patterns import compiled
+from alfrd_daemon.dates.patterns import compiled, month_languages
 
 MAX_SUGGESTIONS = 5
 MAX_PARSES = 64  # candidates read per source: a table of a thousand dates costs no more
 MIN_YEAR = 1900
-SCAN_TIMEOUT_SECONDS = 2.0  # the patterns are linear; this only bounds a pathological text
 ORDERS = ("DMY", "MDY", "YMD")
 FILENAME_MODES = ("fallback", "first", "off")
 
@@ -99,6 +97,10 @@ class _Candidate:
     precision: str
     order: str
     expect: tuple[int | None, int | None]  # (day, month) the numbers say, to check the parse
+    # A numeric date's exact format: dateparser reads it with strptime, some seventy times
+    # faster than its general parser (which written dates, "5. März 2024", need).
+    fmt: str | None = None
+    languages: tuple[str, ...] = ()  # a written date's: those its month name is in
 
 
 def date_document(config: DatesConfig, text: str | None, filename: str | None,
@@ -151,7 +153,7 @@ def _read(text: str, source: str, options: DateOptions, today: dt.date) -> list[
         if key not in parsed:
             if len(parsed) >= MAX_PARSES:
                 break
-            parsed[key] = _parse(cand, options.languages)
+            parsed[key] = _parse(cand, cand.languages or tuple(options.languages))
         value = parsed[key]
         if value is None or value.year < MIN_YEAR:
             continue
@@ -168,7 +170,7 @@ def _read(text: str, source: str, options: DateOptions, today: dt.date) -> list[
 def _parse(cand: _Candidate, languages: tuple[str, ...]) -> dt.date | None:
     if cand.precision == "month":
         return parse_month(cand.text, cand.order, languages)
-    value = parse_day(cand.text, cand.order, languages)
+    value = parse_day(cand.text, cand.order, languages, cand.fmt)
     day, month = cand.expect
     if value is None or (day is not None and value.day != day) or (
             month is not None and value.month != month):
@@ -177,42 +179,62 @@ def _parse(cand: _Candidate, languages: tuple[str, ...]) -> dt.date | None:
 
 
 def _candidates(text: str, filename: bool, options: DateOptions) -> Iterator[_Candidate]:
-    pattern = compiled(tuple(options.languages), filename=filename)
-    try:
-        for m in pattern.finditer(text, timeout=SCAN_TIMEOUT_SECONDS):
-            cand = _candidate(m, options.order)
-            if cand is not None:
-                yield cand
-    except TimeoutError:
-        return
+    pattern = compiled(filename=filename)
+    pos = 0
+    while pos < len(text):
+        m = pattern.search(text, pos)
+        if m is None:
+            return
+        cand = _candidate(m, options)
+        if cand is None:
+            # Not a date after all (a word that is no month): a date may start inside it.
+            pos = m.start() + 1
+            continue
+        pos = m.end()
+        yield cand
 
 
-def _candidate(m: regex.Match[str], order: str) -> _Candidate | None:
+def _candidate(m: re.Match[str], options: DateOptions) -> _Candidate | None:
     g = m.groupdict()
     shown = m.group(0)
     at = m.start()
-    if g["dmy_w"]:
-        return _Candidate(shown, shown, at, "day", "DMY", (int(g["wd1"]), None))
-    if g["mdy_w"]:
-        return _Candidate(shown, shown, at, "day", "MDY", (int(g["wd2"]), None))
+    if g["dmy_w"] or g["mdy_w"] or g["month_w"]:
+        # dateparser reads it in the languages its month name belongs to: trying every
+        # configured language costs it nearly twice as much.
+        word = g["mon1"] or g["mon2"] or g["mon3"]
+        langs = month_languages(word, tuple(options.languages))
+        if not langs:
+            return None
+        if g["dmy_w"]:
+            return _Candidate(shown, shown, at, "day", "DMY", (int(g["wd1"]), None),
+                              languages=langs)
+        if g["mdy_w"]:
+            return _Candidate(shown, shown, at, "day", "MDY", (int(g["wd2"]), None),
+                              languages=langs)
+        order = "DMY" if options.order == "YMD" else options.order
+        return _Candidate(shown, shown, at, "month", order, (None, None), languages=langs)
     if g["ymd"]:
-        return _Candidate(shown, shown, at, "day", "YMD", (int(g["d1"]), int(g["m1"])))
+        return _Candidate(shown, shown, at, "day", "YMD", (int(g["d1"]), int(g["m1"])),
+                          f"%Y{g['s1']}%m{g['s1']}%d")
     if g["xxy"]:
         a, b = int(g["a"]), int(g["b"])
-        day_first = _day_first(a, b, g["s2"], order)
+        day_first = _day_first(a, b, g["s2"], options.order)
         if day_first is None:
             return None
         day, month = (a, b) if day_first else (b, a)
-        return _Candidate(shown, shown, at, "day", "DMY" if day_first else "MDY", (day, month))
+        sep = g["s2"]
+        year = "%Y" if len(g["y2"]) == 4 else "%y"
+        fmt = f"%d{sep}%m{sep}{year}" if day_first else f"%m{sep}%d{sep}{year}"
+        return _Candidate(shown, shown, at, "day", "DMY" if day_first else "MDY",
+                          (day, month), fmt)
     if g.get("compact"):
         y, mo, d = g["cy"], g["cm"], g["cd"]
-        return _Candidate(f"{y}-{mo}-{d}", shown, at, "day", "YMD", (int(d), int(mo)))
+        return _Candidate(f"{y}-{mo}-{d}", shown, at, "day", "YMD", (int(d), int(mo)),
+                          "%Y-%m-%d")
     if g.get("under"):
         y, mo, d = g["uy"], g["um"], g["ud"]
-        return _Candidate(f"{y}-{mo}-{d}", shown, at, "day", "YMD", (int(d), int(mo)))
-    if g["month_w"]:
-        return _Candidate(shown, shown, at, "month", "DMY" if order == "YMD" else order,
-                          (None, None))
+        return _Candidate(f"{y}-{mo}-{d}", shown, at, "day", "YMD", (int(d), int(mo)),
+                          "%Y-%m-%d")
     return None
 
 
