@@ -13,6 +13,7 @@ year-month-day; only the remaining ambiguous forms (3/5/2024) follow dates.order
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import re
 import unicodedata
@@ -21,10 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from alfrd_daemon.dates.parsing import parse_day, parse_month
-from alfrd_daemon.dates.patterns import compiled, month_languages
+from alfrd_daemon.dates.patterns import compiled, month_of
 
 MAX_SUGGESTIONS = 5
-MAX_PARSES = 64  # candidates read per source: a table of a thousand dates costs no more
+# Candidates read per source, so that a text of a thousand dates that are none costs no
+# more: numeric ones cost dateparser some 30 µs each, written ones (its full parser) ~1 ms.
+MAX_PARSES = 64
+MAX_WRITTEN_PARSES = 16
 MIN_YEAR = 1900
 ORDERS = ("DMY", "MDY", "YMD")
 FILENAME_MODES = ("fallback", "first", "off")
@@ -101,6 +105,7 @@ class _Candidate:
     # faster than its general parser (which written dates, "5. März 2024", need).
     fmt: str | None = None
     languages: tuple[str, ...] = ()  # a written date's: those its month name is in
+    year: int | None = None  # as printed, when it has four digits
 
 
 def date_document(config: DatesConfig, text: str | None, filename: str | None,
@@ -147,12 +152,19 @@ def _stem(name: str) -> str:
 def _read(text: str, source: str, options: DateOptions, today: dt.date) -> list[Found]:
     found: list[Found] = []
     parsed: dict[tuple[str, str, str], dt.date | None] = {}
-    days = 0
+    budget = {"numeric": MAX_PARSES, "written": MAX_WRITTEN_PARSES}
+    kept = {"day": 0, "month": 0}
     for cand in _candidates(text, source == "filename", options):
+        if cand.year is not None and not MIN_YEAR <= cand.year <= today.year:
+            continue  # rejected before any parsing: a text of far-future dates costs nothing
+        if kept[cand.precision] > MAX_SUGGESTIONS:
+            continue  # the first and five more of each precision: later ones never show
         key = (cand.text, cand.order, cand.precision)
         if key not in parsed:
-            if len(parsed) >= MAX_PARSES:
-                break
+            kind = "written" if cand.languages else "numeric"
+            if budget[kind] == 0:
+                continue
+            budget[kind] -= 1
             parsed[key] = _parse(cand, cand.languages or tuple(options.languages))
         value = parsed[key]
         if value is None or value.year < MIN_YEAR:
@@ -160,18 +172,18 @@ def _read(text: str, source: str, options: DateOptions, today: dt.date) -> list[
         if value > today or (cand.precision == "month" and value > today.replace(day=1)):
             continue
         found.append(Found(value, cand.precision, cand.shown, source, cand.offset))
-        if cand.precision == "day":
-            days += 1
-            if days > MAX_SUGGESTIONS:  # the first and five more: later ones never show
-                break
+        kept[cand.precision] += 1
+        if kept["day"] > MAX_SUGGESTIONS and kept["month"] > MAX_SUGGESTIONS:
+            break
     return found
 
 
 def _parse(cand: _Candidate, languages: tuple[str, ...]) -> dt.date | None:
-    if cand.precision == "month":
-        return parse_month(cand.text, cand.order, languages)
-    value = parse_day(cand.text, cand.order, languages, cand.fmt)
     day, month = cand.expect
+    if cand.precision == "month":
+        value = parse_month(cand.text, cand.order, languages)
+        return value if value is not None and value.month == month else None
+    value = parse_day(cand.text, cand.order, languages, cand.fmt)
     if value is None or (day is not None and value.day != day) or (
             month is not None and value.month != month):
         return None  # dateparser read the numbers otherwise than they stand: not trusted
@@ -199,23 +211,26 @@ def _candidate(m: re.Match[str], options: DateOptions) -> _Candidate | None:
     shown = m.group(0)
     at = m.start()
     if g["dmy_w"] or g["mdy_w"] or g["month_w"]:
-        # dateparser reads it in the languages its month name belongs to: trying every
-        # configured language costs it nearly twice as much.
-        word = g["mon1"] or g["mon2"] or g["mon3"]
-        langs = month_languages(word, tuple(options.languages))
-        if not langs:
+        # dateparser reads it in the languages its month name belongs to (trying every
+        # configured language costs it nearly twice as much); what the text says (the day,
+        # the month its name means) checks the reading.
+        named = month_of(g["mon1"] or g["mon2"] or g["mon3"], tuple(options.languages))
+        if named is None:
             return None
-        if g["dmy_w"]:
-            return _Candidate(shown, shown, at, "day", "DMY", (int(g["wd1"]), None),
-                              languages=langs)
-        if g["mdy_w"]:
-            return _Candidate(shown, shown, at, "day", "MDY", (int(g["wd2"]), None),
-                              languages=langs)
-        order = "DMY" if options.order == "YMD" else options.order
-        return _Candidate(shown, shown, at, "month", order, (None, None), languages=langs)
+        month, langs = named
+        year = int(g["wy1"] or g["wy2"] or g["wy3"])
+        if g["month_w"]:
+            order = "DMY" if options.order == "YMD" else options.order
+            return _Candidate(shown, shown, at, "month", order, (None, month),
+                              languages=langs, year=year)
+        day = int(g["wd1"] or g["wd2"])
+        if day > calendar.monthrange(year, month)[1]:
+            return None  # "31. April": no date, and no call of the parser to learn it
+        return _Candidate(shown, shown, at, "day", "DMY" if g["dmy_w"] else "MDY",
+                          (day, month), languages=langs, year=year)
     if g["ymd"]:
         return _Candidate(shown, shown, at, "day", "YMD", (int(g["d1"]), int(g["m1"])),
-                          f"%Y{g['s1']}%m{g['s1']}%d")
+                          f"%Y{g['s1']}%m{g['s1']}%d", year=int(g["y"]))
     if g["xxy"]:
         a, b = int(g["a"]), int(g["b"])
         day_first = _day_first(a, b, g["s2"], options.order)
@@ -223,18 +238,18 @@ def _candidate(m: re.Match[str], options: DateOptions) -> _Candidate | None:
             return None
         day, month = (a, b) if day_first else (b, a)
         sep = g["s2"]
-        year = "%Y" if len(g["y2"]) == 4 else "%y"
-        fmt = f"%d{sep}%m{sep}{year}" if day_first else f"%m{sep}%d{sep}{year}"
+        digits = "%Y" if len(g["y2"]) == 4 else "%y"
+        fmt = f"%d{sep}%m{sep}{digits}" if day_first else f"%m{sep}%d{sep}{digits}"
         return _Candidate(shown, shown, at, "day", "DMY" if day_first else "MDY",
-                          (day, month), fmt)
+                          (day, month), fmt, year=int(g["y2"]) if len(g["y2"]) == 4 else None)
     if g.get("compact"):
         y, mo, d = g["cy"], g["cm"], g["cd"]
         return _Candidate(f"{y}-{mo}-{d}", shown, at, "day", "YMD", (int(d), int(mo)),
-                          "%Y-%m-%d")
+                          "%Y-%m-%d", year=int(y))
     if g.get("under"):
         y, mo, d = g["uy"], g["um"], g["ud"]
         return _Candidate(f"{y}-{mo}-{d}", shown, at, "day", "YMD", (int(d), int(mo)),
-                          "%Y-%m-%d")
+                          "%Y-%m-%d", year=int(y))
     return None
 
 

@@ -38,29 +38,33 @@ def fold(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def month_names(languages: tuple[str, ...]) -> frozenset[str]:
-    """Every spelling of a month name in these languages (dateparser's locale data),
-    case-folded, without a trailing dot."""
+def month_numbers(language: str) -> dict[str, int]:
+    """Every spelling of a month name in `language` (dateparser's locale data), case-folded
+    and without a trailing dot, with the month's number."""
     from dateparser.languages.loader import default_loader
 
-    names: set[str] = set()
-    for language in languages:
-        try:
-            info = default_loader.get_locale(language).info
-        except (KeyError, ValueError):
-            continue  # the parser checks languages at load; here a missing one finds nothing
-        for key in MONTH_KEYS:
-            for name in info.get(key, ()):
-                folded = fold(str(name)).rstrip(".")
-                if len(folded) >= 3 and not any(ch.isdigit() for ch in folded):
-                    names.add(folded)
-    return frozenset(names)
+    try:
+        info = default_loader.get_locale(language).info
+    except (KeyError, ValueError):
+        return {}  # the config checks languages at load; here a missing one finds nothing
+    names: dict[str, int] = {}
+    for number, key in enumerate(MONTH_KEYS, start=1):
+        for name in info.get(key, ()):
+            folded = fold(str(name)).rstrip(".")
+            if len(folded) >= 3 and not any(ch.isdigit() for ch in folded):
+                names.setdefault(folded, number)
+    return names
 
 
-def month_languages(word: str, languages: tuple[str, ...]) -> tuple[str, ...]:
-    """The languages among `languages` in which `word` names a month (none: not a month)."""
+def month_of(word: str, languages: tuple[str, ...]) -> tuple[int, tuple[str, ...]] | None:
+    """The month `word` names and the languages among `languages` it names it in; None when
+    it is no month in any of them."""
     folded = fold(word).rstrip(".")
-    return tuple(lang for lang in languages if folded in month_names((lang,)))
+    found = [(lang, month_numbers(lang).get(folded)) for lang in languages]
+    months = {m for _, m in found if m is not None}
+    if len(months) != 1:
+        return None  # no month, or a word that is a different month in two languages
+    return months.pop(), tuple(lang for lang, m in found if m is not None)
 
 
 # Between the parts of a written date: spaces, or underscores in a file name (05_März_2024).
@@ -74,9 +78,10 @@ _MON = r"[^\W\d_]{3,12}\.?"
 _DAY = r"(?:0?[1-9]|[12]\d|3[01])"
 _WYEAR = r"(?:1[89]|2\d)\d\d(?!\d)"
 _DMY_W = (rf"(?P<dmy_w>(?P<wd1>{_DAY}){_ORDINAL}\.?{_GAP}*(?:of{_GAP}+)?(?P<mon1>{_MON}),?"
-          rf"{_GAP}+{_WYEAR})")
-_MDY_W = rf"(?P<mdy_w>(?P<mon2>{_MON}){_GAP}+(?P<wd2>{_DAY}){_ORDINAL},?{_GAP}+{_WYEAR})"
-_MONTH_W = rf"(?P<month_w>(?P<mon3>{_MON}),?{_GAP}+{_WYEAR})"
+          rf"{_GAP}+(?P<wy1>{_WYEAR}))")
+_MDY_W = (rf"(?P<mdy_w>(?P<mon2>{_MON}){_GAP}+(?P<wd2>{_DAY}){_ORDINAL},?{_GAP}+"
+          rf"(?P<wy2>{_WYEAR}))")
+_MONTH_W = rf"(?P<month_w>(?P<mon3>{_MON}),?{_GAP}+(?P<wy3>{_WYEAR}))"
 
 
 @functools.lru_cache(maxsize=4)
