@@ -5,10 +5,12 @@ day, #2933 "Jul 2019" chosen over a full date, paperless-ng#1295 day and month s
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
-from alfrd_daemon.dates import DateOptions, find_dates
+from alfrd_daemon.config.parse import ConfigError, parse_settings
+from alfrd_daemon.dates import DateOptions, date_document, find_dates
 from alfrd_daemon.dates.detect import MAX_SUGGESTIONS
 
 TODAY = dt.date(2026, 6, 15)
@@ -160,3 +162,34 @@ def test_nothing_found_in_nothing() -> None:
     assert find_dates(None, None, DMY, TODAY).metadata() == {"date_found": None,
                                                              "date_suggestions": []}
     assert date_of("\x00\ufffd" * 50) is None
+
+
+def _problem(dates: object) -> str:
+    with pytest.raises(ConfigError) as err:
+        parse_settings({"dates": dates}, source="t.yaml", base_dir=Path("/srv"))
+    [line] = err.value.problems
+    return line
+
+
+def test_the_dates_section_is_read_and_checked() -> None:
+    s = parse_settings({"dates": {"order": "mdy", "languages": ["de", "fr", "de"],
+                                  "max_chars": 5000, "filename": "first", "enabled": False}},
+                       source="t.yaml", base_dir=Path("/srv"))
+    assert (s.dates.order, s.dates.languages, s.dates.max_chars, s.dates.filename,
+            s.dates.enabled) == ("MDY", ("de", "fr"), 5000, "first", False)
+    assert parse_settings({}, source="t", base_dir=Path("/srv")).dates.order == "DMY"
+    assert _problem({"order": "DDMMYY"}).startswith("At 'dates.order': got 'DDMMYY', expected "
+                                                    "one of DMY, MDY, YMD")
+    assert "dateparser language codes" in _problem({"languages": ["eng"]})
+    assert "dateparser language codes" in _problem({"languages": []})
+    assert _problem({"max_chars": 10}).startswith("At 'dates.max_chars': got 10")
+    assert _problem({"filename": "last"}).startswith("At 'dates.filename': got 'last'")
+    assert "unknown setting" in _problem({"oder": "DMY"})
+
+
+def test_switched_off_nothing_is_read() -> None:
+    on = parse_settings({}, source="t", base_dir=Path("/srv")).dates
+    off = parse_settings({"dates": {"enabled": False}}, source="t", base_dir=Path("/srv")).dates
+    assert date_document(off, "am 05.03.2024", "x.txt", TODAY) is None
+    dated = date_document(on, "am 05.03.2024", "x.txt", TODAY)
+    assert dated is not None and dated.document_date == dt.date(2024, 3, 5)
