@@ -15,6 +15,7 @@ extractor, so that it is not tried on every reindex. A file the extractors could
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -24,6 +25,7 @@ from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from alfrd_daemon.config.settings import Settings
+from alfrd_daemon.dates import date_document
 from alfrd_daemon.db.queries import load_named_queries
 from alfrd_daemon.extract.api import EXTRACTOR_VERSIONS
 from alfrd_daemon.extract.dispatch import READ_TYPES
@@ -87,5 +89,17 @@ def _reextract(reader: Reader, conn: psycopg.Connection[DictRow], row: dict[str,
     params.update(extracted_text=clean_text(x.text), extractor=x.extractor, status=x.status,
                   mime_type=x.mime_type, title=clean_text(x.title) if x.title else None,
                   metadata=Jsonb(clean_json(meta)), error=None)
-    conn.execute(Q["reextract_update"], params)
+    with conn.transaction():
+        if conn.execute(Q["reextract_update"], params).fetchone() is not None:
+            _date(reader.settings, conn, row["id"], x.text, row["original_name"])
     return "reextracted"
+
+
+def _date(settings: Settings, conn: psycopg.Connection[DictRow], doc_id: Any, text: str,
+          name: str) -> None:
+    """The document's date, now that its text is known."""
+    dated = date_document(settings.dates, text, name, dt.date.today())
+    if dated is not None:
+        conn.execute(Q["reextract_document_date"], {
+            "id": doc_id, "document_date": dated.document_date,
+            "dates": Jsonb(clean_json(dated.metadata()))})

@@ -1,6 +1,6 @@
 """The document's date end to end: a running daemon dates a text file, a PDF and a file
 named by its date at ingest, and an image once OCR has read it; a date set by hand survives
-OCR; `alfrd show` prints the date and the other candidates."""
+OCR and a re-extraction; `alfrd show` prints the date and the other candidates."""
 
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docx
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from alfrd_daemon.config.parse import load_settings
 from alfrd_daemon.dates import DateOptions, find_dates
 from alfrd_daemon.db.pool import Database
+from alfrd_daemon.ingest.reextract import reextract_stale
 from alfrd_daemon.ocr.queue import OcrQueue
 from tests.helpers import DaemonProcess, query, run_cli, wait_for, write_config
 from tests.ocr_samples import image_bytes, make_text_image
@@ -130,3 +134,27 @@ def test_ocr_completion_dates_the_document_unless_the_user_set_the_date(
         assert meta["kept"] is True and meta["ocr"] == {"pages": 1}
         assert meta["date_found"]["date"] == "2022-05-12"
         assert [s["date"] for s in meta["date_suggestions"]] == ["2022-05"]
+
+
+def test_a_document_read_again_from_the_store_is_dated(tmp_path: Path, db_url: str) -> None:
+    settings = load_settings(str(write_config(tmp_path, db_url)), environ={})
+    settings.store_path.mkdir(parents=True)
+    document = docx.Document()
+    document.add_paragraph("Kündigungsbestätigung vom 7. Oktober 2021")
+    document.save(str(settings.store_path / "letter"))
+    mime = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+        for i, (name, fields) in enumerate((("auto.docx", []), ("kept.docx", ["document_date"]))):
+            conn.execute("INSERT INTO documents (sha256, original_name, source_path, status, "
+                         "extracted_text, extractor, mime_type, stored_path, metadata, "
+                         "user_fields, document_date) "
+                         "VALUES (%s, %s, %s, 'pending', '', 'none/1', %s, 'letter', '{}', %s, "
+                         "'2000-01-01')", (f"{i:064x}", name, name, mime, fields))
+        counts = reextract_stale(settings, conn, batch_size=10, check=lambda: None)
+    assert counts["reextracted"] == 2
+    found = {r["original_name"]: r for r in query(
+        db_url, "SELECT original_name, status, document_date, metadata FROM documents")}
+    assert found["auto.docx"]["status"] == "extracted"
+    assert found["auto.docx"]["document_date"] == dt.date(2021, 10, 7)
+    assert found["auto.docx"]["metadata"]["date_found"]["text"] == "7. Oktober 2021"
+    assert found["kept.docx"]["document_date"] == dt.date(2000, 1, 1)
