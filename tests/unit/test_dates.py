@@ -193,3 +193,22 @@ def test_switched_off_nothing_is_read() -> None:
     assert date_document(off, "am 05.03.2024", "x.txt", TODAY) is None
     dated = date_document(on, "am 05.03.2024", "x.txt", TODAY)
     assert dated is not None and dated.document_date == dt.date(2024, 3, 5)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("am 5.3.2024", dt.date(2024, 3, 5)),
+    ("Sept. 5, 2024", dt.date(2024, 9, 5)),
+    ("Stand: 1. Januar 2024", dt.date(2024, 1, 1)),
+    ("Seite 1 2024 und 3. Mai 2024", dt.date(2024, 5, 3)),  # a word that is no month, first
+    ("2024-3-5", dt.date(2024, 3, 5)),
+    ("dated 29 February 2023", None),  # no such day
+    ("dated 29 February 2024", dt.date(2024, 2, 29)),
+])
+def test_more_forms(text: str, expected: dt.date | None) -> None:
+    assert date_of(text) == expected
+
+
+def test_a_month_in_the_text_and_the_same_day_written_out() -> None:
+    result = find_dates("Abrechnung Juli 2019 vom 5. Juli 2019", None, DMY, TODAY)
+    assert result.document_date == dt.date(2019, 7, 5)
+    assert [(s.shown(), s.precision) for s in result.suggestions] == [("2019-07", "month")]
