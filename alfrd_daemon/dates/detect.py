@@ -30,8 +30,6 @@ MAX_SUGGESTIONS = 5
 MAX_PARSES = 64
 MAX_WRITTEN_PARSES = 16
 MIN_YEAR = 1900
-ORDERS = ("DMY", "MDY", "YMD")
-FILENAME_MODES = ("fallback", "first", "off")
 
 
 @dataclass(frozen=True)
@@ -154,6 +152,7 @@ def _read(text: str, source: str, options: DateOptions, today: dt.date) -> list[
     parsed: dict[tuple[str, str, str], dt.date | None] = {}
     budget = {"numeric": MAX_PARSES, "written": MAX_WRITTEN_PARSES}
     kept = {"day": 0, "month": 0}
+    seen: set[tuple[dt.date, str]] = set()
     for cand in _candidates(text, source == "filename", options):
         if cand.year is not None and not MIN_YEAR <= cand.year <= today.year:
             continue  # rejected before any parsing: a text of far-future dates costs nothing
@@ -171,6 +170,9 @@ def _read(text: str, source: str, options: DateOptions, today: dt.date) -> list[
             continue
         if value > today or (cand.precision == "month" and value > today.replace(day=1)):
             continue
+        if (value, cand.precision) in seen:
+            continue  # the same date again ("Januar 2024" on every page) counts once
+        seen.add((value, cand.precision))
         found.append(Found(value, cand.precision, cand.shown, source, cand.offset))
         kept[cand.precision] += 1
         if kept["day"] > MAX_SUGGESTIONS and kept["month"] > MAX_SUGGESTIONS:

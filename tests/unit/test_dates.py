@@ -212,3 +212,9 @@ def test_a_month_in_the_text_and_the_same_day_written_out() -> None:
     result = find_dates("Abrechnung Juli 2019 vom 5. Juli 2019", None, DMY, TODAY)
     assert result.document_date == dt.date(2019, 7, 5)
     assert [(s.shown(), s.precision) for s in result.suggestions] == [("2019-07", "month")]
+
+
+def test_a_date_repeated_on_every_page_counts_once() -> None:
+    text = "Stand Januar 2024. " * 20 + "Februar 2024, März 2024"
+    result = find_dates(text, None, DMY, TODAY)
+    assert [s.shown() for s in result.suggestions] == ["2024-01", "2024-02", "2024-03"]
