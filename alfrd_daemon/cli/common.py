@@ -170,7 +170,7 @@ def conninfo_arg(text: str) -> str:
 
 # --- output ---------------------------------------------------------------------------------
 def _json_default(value: object) -> object:
-    if isinstance(value, datetime | date):  # a document's date prints as 2024-03-05
+    if isinstance(value, datetime | date):  # the document's date is a date
         return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()

@@ -12,6 +12,7 @@ from alfrd_daemon.cli.common import (
     text_path,
 )
 from alfrd_daemon.config.parse import ConfigError, check_paths, load_settings
+from alfrd_daemon.service.rules_check import check_rules
 
 
 def register(sub: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -27,6 +28,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     path = args.path or getattr(args, "config", None)
     try:
         settings = load_settings(path)
+        check_rules(settings)
     except ConfigError as exc:
         if args.json:
             print_json({"valid": False, "source": exc.source, "problems": exc.problems})

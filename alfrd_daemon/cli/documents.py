@@ -21,6 +21,7 @@ from alfrd_daemon.cli.common import (
     utf8_text,
     whole_number,
 )
+from alfrd_daemon.cli.hooks_view import hook_run_lines, hook_runs_of
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db.queries import QUERIES, load_named_queries
 from alfrd_daemon.db.search import DEFAULT_RANK_WINDOW, search
@@ -108,22 +109,37 @@ def cmd_show(args: argparse.Namespace) -> int:
         arrivals = conn.execute(QUERIES["document_arrivals"], {"id": row["id"]}).fetchall()
         ocr_job = conn.execute(load_named_queries("ocr.sql")["ocr_job_of"],
                                {"id": row["id"]}).fetchone()
+        hooks = hook_runs_of(conn, row["id"])
     store = _holding_store(settings, row)
     doc = {**{k: v for k, v in row.items() if k not in _STORE_COLUMNS}, "id": str(row["id"]),
-           "store": store, "arrivals": arrivals, "ocr_job": ocr_job}
+           "store": store, "arrivals": arrivals, "ocr_job": ocr_job,
+           "hooks": hooks}
     if args.json:
         print_json(doc)
         return EXIT_OK
+    if doc["deleted_at"] is not None:
+        print(f"{'trash':>14}: deleted {doc['deleted_at']:%Y-%m-%d %H:%M}, removed "
+              f"{settings.trash.keep_days} days after that; alfrd restore-deleted "
+              f"{doc['id']} brings it back")
+    manual = set(doc["user_fields"] or [])
     for key in ("id", "original_name", "source_path", "status", "tags", "mime_type",
-                "size_bytes", "sha256", "stored_path", "title", "extractor", "error",
-                "created_at", "updated_at"):
+                "size_bytes", "sha256", "stored_path", "title", "document_type",
+                "correspondent", "document_date", "extractor", "error", "created_at",
+                "updated_at"):
         if doc.get(key) not in (None, [], ""):
-            print(f"{key:>14}: {doc[key]}")
-    for line in _date_lines(doc):
+            mark = "  (set by hand)" if key in manual else ""
+            print(f"{key:>14}: {doc[key]}{mark}")
+    for key, text in (("rule_tags", "tags by rules"), ("user_removed_tags", "tags taken off")):
+        if doc.get(key):
+            print(f"{text:>14}: {', '.join(doc[key])}")
+    _print_rules(doc.get("metadata") or {})
+    for line in _date_lines(doc, manual):
         print(line)
     print(f"{'store':>14}: {_store_text(store)}")
     if ocr_job is not None:
         print(f"{'ocr':>14}: {_ocr_job_text(ocr_job)}")
+    for line in hook_run_lines(hooks):
+        print(f"{'hook':>14}: {line}" if not line.startswith("  |") else f"{'':>16}{line}")
     print(f"{'arrivals':>14}: {len(arrivals)}")
     for a in arrivals:
         print(f"{'':>16}{a['arrived_at']:%Y-%m-%d %H:%M:%S}  {a['outcome']:<9}  "
@@ -135,27 +151,39 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _date_lines(doc: dict[str, Any]) -> list[str]:
-    """The document's date (where it was read, or that the user set it) and the other
-    candidates date detection kept."""
+def _date_lines(doc: dict[str, Any], manual: set[str]) -> list[str]:
+    """Where the document's date was read (unless the user set it) and the other candidates
+    date detection kept."""
     meta = doc.get("metadata") or {}
     found = meta.get("date_found") if isinstance(meta, dict) else None
     suggestions = meta.get("date_suggestions") if isinstance(meta, dict) else None
     lines = []
-    if doc.get("document_date") is not None:
-        if doc.get("document_date_by_hand"):
-            how = "set by hand"
-        elif isinstance(found, dict):
-            how = f"read from the {found.get('source', 'text')}: {found.get('text')!r}"
-        else:
-            how = "set"
-        lines.append(f"{'date':>14}: {doc['document_date']} ({how})")
+    if (doc.get("document_date") is not None and "document_date" not in manual
+            and isinstance(found, dict)):
+        lines.append(f"{'date read':>14}: from the {found.get('source', 'text')}, "
+                     f"{found.get('text')!r}")
     for i, s in enumerate(suggestions if isinstance(suggestions, list) else []):
         if isinstance(s, dict):
             label = "other dates" if i == 0 else ""
             lines.append(f"{label:>14}{':' if label else ' '} {s.get('date')} "
                          f"({s.get('precision')}, {s.get('source')}: {s.get('text')!r})")
     return lines
+
+
+def _print_rules(meta: dict[str, Any]) -> None:
+    """Which rules matched, on which words, and what they left undone."""
+    matched = meta.get("rules")
+    if not isinstance(matched, dict):
+        return
+    if not matched:
+        print(f"{'rules':>14}: none matched")
+    for i, (rule, words) in enumerate(matched.items()):
+        shown = ", ".join(repr(w) for w in words) if isinstance(words, list) else ""
+        print(f"{'rules' if i == 0 else '':>14}{':' if i == 0 else ' '} {rule} (on {shown})")
+    for line in meta.get("rules_skipped") or []:
+        print(f"{'':>16}skipped: {line}")
+    for rule in meta.get("rules_timed_out") or {}:
+        print(f"{'':>16}{rule}: a pattern ran out of time (counted as no match)")
 
 
 def _holding_store(settings: Settings, doc: dict[str, Any]) -> dict[str, Any]:

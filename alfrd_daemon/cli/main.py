@@ -19,9 +19,12 @@ from alfrd_daemon.cli import (
     config,
     documents,
     duckdb,
+    edit,
+    files,
     jobs,
     ocr,
     retry,
+    rules,
     run,
     status,
     worker,
@@ -43,8 +46,8 @@ from alfrd_daemon.logs import mask_dsn
 DESCRIPTION = ("The `alfrd` command: run the daemon, and query or repair the archive from "
                "another shell.")
 # In the order `alfrd --help` lists them.
-COMMAND_MODULES = (run, worker, documents, status, config, retry, ocr, admin, check, jobs,
-                   duckdb)
+COMMAND_MODULES = (run, worker, documents, files, edit, status, config, rules, retry, ocr,
+                   admin, check, jobs, duckdb)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _safe_output()
     args = build_parser().parse_args(argv)
     command = "alfrd " + " ".join(
-        str(getattr(args, key)) for key in ("command", "config_command", "jobs_command")
+        str(getattr(args, key)) for key in ("command", "config_command", "jobs_command",
+                                            "rules_command")
         if getattr(args, key, None))
     try:
         return int(args.func(args))

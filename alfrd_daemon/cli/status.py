@@ -18,6 +18,7 @@ from alfrd_daemon.cli.common import (
     print_json,
     settings_from,
 )
+from alfrd_daemon.cli.hooks_view import hook_status, hook_status_line
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db import pool as dbmod
 from alfrd_daemon.db.queries import QUERIES, load_named_queries
@@ -51,6 +52,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             report["stores"] = _stores_view(settings, conn)
             report["jobs"] = _job_status(conn, settings)
             report["ocr"] = _ocr_status(conn, settings, report["daemons"])
+            report["hooks"] = hook_status(conn)
     except (dbmod.DatabaseUnavailable, psycopg.OperationalError) as exc:
         report["database"] = {"state": "unreachable", "error": mask_dsn(str(exc))}
     if args.json:
@@ -162,6 +164,9 @@ def _print_status(report: dict[str, Any]) -> None:
                   f"{d['heartbeat_age_seconds']:.0f} s ago)")
     if "ocr" in report:
         _print_ocr(report["ocr"])
+    hooks_line = hook_status_line(report["hooks"]) if "hooks" in report else None
+    if hooks_line:
+        print(f"hooks:     {hooks_line}")
     for job in report.get("jobs", []):
         print(f"job:       {job['job']}: last {job.get('last_outcome') or 'never run'}"
               f" at {job.get('last_finished') or '-'}; next {job.get('next_run') or '-'}")

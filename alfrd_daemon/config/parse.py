@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from alfrd_daemon.config.hooks import parse_hooks
 from alfrd_daemon.config.jobs import parse_jobs
 from alfrd_daemon.config.reader import (
     PATH_LENGTH_EXPECTED,
@@ -33,6 +34,7 @@ from alfrd_daemon.config.reader import (
     size,
     string,
 )
+from alfrd_daemon.config.rules_files import parse_rules
 from alfrd_daemon.config.settings import (
     PATH_FIELDS,
     DatabaseSettings,
@@ -44,6 +46,7 @@ from alfrd_daemon.config.settings import (
     SearchSettings,
     Settings,
     StoreSettings,
+    TrashSettings,
     WatchSettings,
     WorkerSettings,
 )
@@ -140,8 +143,10 @@ def _parse_dates(r: Reader) -> DatesSettings:
     return dates
 
 
-def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
-    """Validate a parsed YAML document; relative paths resolve against `base_dir`."""
+def parse_settings(data: object, *, source: str, base_dir: Path,
+                   config_dir: Path | None = None) -> Settings:
+    """Validate a parsed YAML document; relative paths resolve against `base_dir`, rule
+    files (rules.d, rules.dir) against the config file's folder `config_dir`."""
     problems: list[str] = []
     if data is None:
         data = {}
@@ -252,7 +257,14 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
     )
     lg.finish()
 
+    tr = top.section("trash", defaults.trash)
+    trash = TrashSettings(keep_days=tr.get("keep_days", integer(0, 36_500), "days"))
+    tr.finish()
+
     jobs = parse_jobs(top.section("jobs", defaults.jobs), rescan_interval=watch.rescan_interval)
+    hooks = parse_hooks(top.section("hooks", defaults.hooks))
+    rules = parse_rules(top, source=source, base_dir=base_dir, config_dir=config_dir,
+                        problems=problems)
     top.finish()
 
     if problems:
@@ -272,7 +284,10 @@ def parse_settings(data: object, *, source: str, base_dir: Path) -> Settings:
         dates=dates,
         store=store,
         logging=logging_settings,
+        trash=trash,
         jobs=jobs,
+        hooks=hooks,
+        rules=rules,
         source=source,
     )
 
@@ -322,7 +337,7 @@ def _load_file(path: Path) -> Settings:
     base = Path.cwd() if path.resolve().parent == (Path.cwd() / "config").resolve() else (
         path.resolve().parent
     )
-    return parse_settings(data, source=source, base_dir=base)
+    return parse_settings(data, source=source, base_dir=base, config_dir=path.resolve().parent)
 
 
 def apply_environment(settings: Settings, environ: Mapping[str, str]) -> Settings:

@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alfrd_daemon.config.hooks import HooksSettings
 from alfrd_daemon.config.jobs import RESCAN_INTERVAL, JobsSettings
+from alfrd_daemon.config.rules_files import RulesSettings
 
 DEFAULT_IGNORE_FILES: tuple[str, ...] = (
     ".*",  # dotfiles: rsync's .name.XXXXXX, ._* AppleDouble, .DS_Store, .~lock.*
@@ -124,6 +126,13 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class TrashSettings:
+    # Days a deleted document (row and stored file) stays restorable before the prune job
+    # removes it.
+    keep_days: int = 30
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
 
@@ -149,7 +158,10 @@ class Settings:
     dates: DatesSettings = field(default_factory=DatesSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    trash: TrashSettings = field(default_factory=TrashSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
+    hooks: HooksSettings = field(default_factory=HooksSettings)
+    rules: RulesSettings = field(default_factory=RulesSettings)
     source: str = "<defaults>"
 
     @property
@@ -171,7 +183,9 @@ LIVE_KEYS: frozenset[str] = frozenset({
     "extract.memory_limit_mb",
     "search.language", "logging.level",
     "jobs.timezone", "jobs.backup", "jobs.restore_test", "jobs.reindex", "jobs.rescan",
-    "jobs.retry_failed", "jobs.prune",
+    "jobs.retry_failed", "jobs.prune", "trash.keep_days",
+    # Rules are compiled again from the re-read files (rules.d included) on every reload.
+    "rules.dir", "rules.regex_timeout", "rules.inline",
 })
 RESTART_KEYS: frozenset[str] = frozenset({
     "state_dir", "paths.store", "paths.failed", "paths.backups",
@@ -185,6 +199,9 @@ RESTART_KEYS: frozenset[str] = frozenset({
     "ocr.memory_limit_mb", "ocr.max_pages", "ocr.max_megapixels", "ocr.dpi",
     "ocr.pdf_min_page_chars", "ocr.detect_orientation", "ocr.max_attempts",
     "ocr.lease_seconds", "ocr.poll_seconds",
+    # The hook runners, and the hooks a host declares in the database, are set at start.
+    "hooks.post_ingest", "hooks.post_ocr", "hooks.timeout_seconds", "hooks.workers",
+    "hooks.retries",
     # The OCR service keeps the settings it started with; ingest following a reload alone
     # would date the same kind of document two ways.
     "dates.enabled", "dates.order", "dates.languages", "dates.max_chars", "dates.filename",

@@ -19,6 +19,8 @@ JSON = "application/json"
 HTML = "text/html"
 EML = "message/rfc822"
 OCTET = "application/octet-stream"
+# An ALFRD document folder (meta.json and its pages) stored as one document.
+FOLDER = "application/x-alfrd-folder"
 
 _OOXML = "application/vnd.openxmlformats-officedocument"
 _ODF = "application/vnd.oasis.opendocument"

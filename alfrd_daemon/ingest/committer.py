@@ -201,12 +201,16 @@ def write_rows(
 
 
 def _resolve_conflict(cur: psycopg.Cursor[DictRow], row: dict[str, Any]) -> tuple[str, Any]:
-    """The row's content (or folder id) is already there: a duplicate, or a failed row that
-    this good copy replaces."""
+    """The row's content (or folder id) is already there: a duplicate, a failed row that
+    this good copy replaces, or a document in the trash that this arrival brings back as a
+    fresh ingest (dropping it again means the user wants it; paperless-ngx#7393)."""
     existing = cur.execute(QUERIES["find_existing_document"],
                            {"sha256": row["sha256"], "id": row["id"]}).fetchone()
     if existing is None:
         raise DatabaseUnavailable("conflicting row vanished; retrying")
+    if existing["deleted_at"] is not None and row["status"] != "failed":
+        cur.execute(QUERIES["revive_trashed_document"], {**row, "existing_id": existing["id"]})
+        return "ingested", existing["id"]
     if existing["status"] == "failed" and row["status"] != "failed":
         cur.execute(QUERIES["replace_failed_document"], {**row, "existing_id": existing["id"]})
         return "ingested", existing["id"]

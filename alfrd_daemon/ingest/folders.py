@@ -11,6 +11,7 @@ from typing import Any
 
 from alfrd_daemon.db.pool import Database
 from alfrd_daemon.extract.api import Extraction
+from alfrd_daemon.extract.sniff import FOLDER
 from alfrd_daemon.ingest import folderdoc, rows
 from alfrd_daemon.ingest.claim import ClaimArea
 from alfrd_daemon.ingest.errors import Permanent
@@ -59,7 +60,7 @@ class FolderIngestor:
         digest = folderdoc.folder_digest([(p, r.sha256) for p, r, _ in pages])
         text = "\n\n".join(x.text for _, _, x in pages if x.text)
         status = "extracted" if all(x.status == "extracted" for *_, x in pages) else "pending"
-        combined = Extraction(text=text, mime_type="application/x-alfrd-folder", status=status,
+        combined = Extraction(text=text, mime_type=FOLDER, status=status,
                               extractor="folder/1+" + "+".join(sorted({x.extractor for *_, x
                                                                        in pages})))
         first_key = pages[0][1].claim_key

@@ -4,7 +4,8 @@ A row records what read it as "name/version". A row left `pending` by an older "
 read its type then) whose type has a reader now, such as an office file stored as none/1, is
 read again from its stored copy and gets its text; so is a row left pending for a reason that
 may have gone (`metadata.pending_reason`: antiword was not installed). The reindex job runs
-this after it has brought every row to the search language.
+this after it has brought every row to the search language. The rules run again on the new
+text in the same transaction.
 
 A file that turns out unreadable keeps its row `pending` (its stored copy is intact, and no
 file is in `failed/` to retry), with the reason in `error` and the current "none" as its
@@ -16,6 +17,7 @@ extractor, so that it is not tried on every reindex. A file the extractors could
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -27,6 +29,7 @@ from psycopg.types.json import Jsonb
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.dates import date_document
 from alfrd_daemon.db.queries import load_named_queries
+from alfrd_daemon.db.rules_rows import rerun_locked
 from alfrd_daemon.extract.api import EXTRACTOR_VERSIONS
 from alfrd_daemon.extract.dispatch import READ_TYPES
 from alfrd_daemon.extract.pool import ExtractorPool
@@ -34,6 +37,9 @@ from alfrd_daemon.ingest.errors import Permanent, Transient
 from alfrd_daemon.ingest.reading import Reader
 from alfrd_daemon.ingest.store import Store
 from alfrd_daemon.pgsafe import clean_json, clean_text
+from alfrd_daemon.rules.load import RulesError, compiled
+from alfrd_daemon.rules.model import RuleSet
+from alfrd_daemon.rules.stored import decide
 
 Q = load_named_queries("jobs.sql")
 
@@ -89,17 +95,29 @@ def _reextract(reader: Reader, conn: psycopg.Connection[DictRow], row: dict[str,
     params.update(extracted_text=clean_text(x.text), extractor=x.extractor, status=x.status,
                   mime_type=x.mime_type, title=clean_text(x.title) if x.title else None,
                   metadata=Jsonb(clean_json(meta)), error=None)
-    with conn.transaction():
-        if conn.execute(Q["reextract_update"], params).fetchone() is not None:
-            _date(reader.settings, conn, row["id"], x.text, row["original_name"])
+    ruleset = _ruleset(reader.settings)
+    # The new text and what the rules make of it, in one transaction.
+    with conn.transaction(), conn.cursor() as cur:
+        updated = cur.execute(Q["reextract_update"], params).fetchone()
+        if updated is not None and ruleset.rules:
+            rerun_locked(cur, row["id"], functools.partial(decide, ruleset))
+        if updated is not None:
+            _date(reader.settings, cur, row["id"], x.text, row["original_name"])
     return "reextracted"
 
 
-def _date(settings: Settings, conn: psycopg.Connection[DictRow], doc_id: Any, text: str,
+def _ruleset(settings: Settings) -> RuleSet:
+    try:
+        return compiled(settings.rules.inline, settings.rules.regex_timeout)
+    except RulesError:  # refused at start and reload; `alfrd jobs run` has no rules then
+        return RuleSet()
+
+
+def _date(settings: Settings, cur: psycopg.Cursor[DictRow], doc_id: Any, text: str,
           name: str) -> None:
     """The document's date, now that its text is known."""
     dated = date_document(settings.dates, text, name, dt.date.today())
     if dated is not None:
-        conn.execute(Q["reextract_document_date"], {
+        cur.execute(Q["reextract_document_date"], {
             "id": doc_id, "document_date": dated.document_date,
             "dates": Jsonb(clean_json(dated.metadata()))})

@@ -26,6 +26,10 @@ from alfrd_daemon.ingest.store import Store
 from alfrd_daemon.ingest.work import Outcome
 from alfrd_daemon.logs import event
 from alfrd_daemon.pgsafe import clean_json, clean_tags, clean_text, display_text
+from alfrd_daemon.rules.apply import Outcome as RulesOutcome
+from alfrd_daemon.rules.apply import apply_rules
+from alfrd_daemon.rules.load import RulesError, compiled
+from alfrd_daemon.rules.model import Document, RuleSet
 
 log = logging.getLogger("alfrd.ingest")
 
@@ -52,6 +56,30 @@ class RowBuilder:
         self.store = store
         self.instance = instance
 
+    def ruleset(self) -> RuleSet:
+        """The rules of the current settings, compiled once per configuration. The daemon
+        refuses to start (or to reload) with rules that do not compile, so the fallback to
+        no rules only covers a caller that skipped that check."""
+        try:
+            return compiled(self.settings.rules.inline, self.settings.rules.regex_timeout)
+        except RulesError as exc:
+            log.error("rules not applied: %s", exc)
+            return RuleSet()
+
+    def classify(self, relpath: str, text: str, tags: list[str],
+                 title: str | None) -> RulesOutcome | None:
+        """The rules' verdict on a new document; None when no rule is configured."""
+        ruleset = self.ruleset()
+        if not ruleset.rules:
+            return None
+        # The names as the row stores them, so that `alfrd rules apply` sees the same.
+        doc = Document(text=text, original_name=display_text(Path(relpath).name),
+                       source_path=display_text(relpath), tags=tags, title=title,
+                       ingested=dt.date.today())
+        outcome = apply_rules(doc, ruleset)
+        report_rules(outcome, relpath)
+        return outcome
+
     def tags(self, relpath: str) -> list[str]:
         return tags_for(relpath, subdirs_as_tags=self.settings.inbox.subdirs_as_tags)
 
@@ -71,18 +99,31 @@ class RowBuilder:
                 meta["text_truncated"] = True
         if metadata:
             meta.update(metadata)
+        tags = clean_tags(tags if tags is not None else self.tags(relpath))
+        title = clean_text(x.title) if x is not None and x.title else None
+        ruled = (self.classify(relpath, x.text, tags, title)
+                 if x is not None and x.status != "failed" else None)
+        if ruled is not None:
+            tags = clean_tags(ruled.tags)
+            title = clean_text(ruled.title) if ruled.title else None
+            meta.update(ruled.metadata())
         document_date = self.document_date(relpath, x, meta)
         return {
             "id": doc_id,
             "sha256": sha256,
             "original_name": display_text(Path(relpath).name),
             "source_path": display_text(relpath),
-            "tags": clean_tags(tags if tags is not None else self.tags(relpath)),
+            "tags": tags,
+            "document_type": clean_text(ruled.document_type) if ruled and ruled.document_type
+            else None,
+            "correspondent": clean_text(ruled.correspondent) if ruled and ruled.correspondent
+            else None,
+            "rule_tags": clean_tags(ruled.rule_tags) if ruled else [],
             "mime_type": x.mime_type if x is not None else None,
             "size_bytes": size,
             "stored_path": stored_path,
             "status": x.status if x is not None else "failed",
-            "title": clean_text(x.title) if x is not None and x.title else None,
+            "title": title,
             "extracted_text": clean_text(x.text) if x is not None else None,
             "extractor": x.extractor if x is not None else None,
             "search_config": self.settings.search.language,
@@ -143,3 +184,10 @@ def log_outcome(outcome: Outcome, relpath: str, sha: str, doc_id: str) -> None:
     else:
         event(log, "duplicate", f"duplicate of {doc_id}: {shown}", path=shown, sha256=sha,
               document_id=doc_id)
+
+
+def report_rules(outcome: RulesOutcome, relpath: str) -> None:
+    """A pattern that ran out of time is worth a warning: it matched nothing, maybe wrongly."""
+    for rule, patterns in outcome.timed_out.items():
+        event(log, "rule_timeout", f"rule {rule!r} ran out of time on {display_text(relpath)}",
+              level=logging.WARNING, rule=rule, patterns=patterns, path=display_text(relpath))

@@ -249,6 +249,7 @@ class Store:
             # pointing there, so a copy in the new layout would be an orphan. A torn file there
             # is replaced in place, as below.
             if _holds(self.root / nested, incoming.size, incoming.sha256):
+                _mark_arrived(self.root / nested)
                 self.discard(incoming)
             else:
                 os.replace(incoming.path, self.root / nested)
@@ -266,6 +267,7 @@ class Store:
                 # the verified copy replaces it. Costs one read per duplicate.
                 os.replace(incoming.path, dst)
             else:
+                _mark_arrived(dst)
                 self.discard(incoming)
         except BaseException:
             self.discard(incoming)
@@ -376,6 +378,14 @@ def _holds(path: Path, size: int, sha256: str) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def _mark_arrived(path: Path) -> None:
+    """A stored file whose content arrived again gets a new mtime: the prune job, emptying
+    the trash, then sees that a row for it may be about to commit and keeps the file
+    (jobs/trash.py), instead of removing it between this adoption and that commit."""
+    with contextlib.suppress(OSError):
+        os.utime(path, follow_symlinks=False)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Pruning history: document_arrivals and job_runs rows older than jobs.prune.keep_days.
+"""Pruning history: document_arrivals and job_runs rows older than jobs.prune.keep_days, and
+the trash: documents deleted more than trash.keep_days ago (jobs/trash.py).
 
 Deleted in bounded batches, each its own transaction, so a first prune of years of history
 never holds locks for long. The newest run of every job is kept whatever its age, so
@@ -12,6 +13,7 @@ from typing import Any
 
 from alfrd_daemon.db.queries import load_named_queries
 from alfrd_daemon.jobs.context import JobContext
+from alfrd_daemon.jobs.trash import purge_trash
 
 Q = load_named_queries("jobs.sql")
 
@@ -35,4 +37,5 @@ def run_prune(ctx: JobContext) -> dict[str, Any]:
                 if deleted < BATCH:
                     break
             ctx.details[key] = total
+    purge_trash(ctx)
     return ctx.details

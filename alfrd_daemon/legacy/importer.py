@@ -184,6 +184,8 @@ class Importer:
         ).fetchall()}
         if "documents" not in present:
             raise NotAlfrd(f"{self.opt.source} has no documents table: not an ALFRD database")
+        # Moving an archive is no new ingest: no post_ingest hook for the rows it brings.
+        self.cur.execute("SELECT set_config('alfrd.skip_hooks', 'on', false)")
         with self._locked(), self._outer():
             for table in TABLE_ORDER:
                 if table not in present:

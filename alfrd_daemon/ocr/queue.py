@@ -9,9 +9,12 @@ row, so a document is never completed twice, however late the first worker wakes
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from alfrd_daemon.dates import DateResult
@@ -32,6 +35,8 @@ class Job:
     stored_path: str | None
     mime_type: str | None
     original_name: str
+    # An ALFRD document folder's pages (metadata.folder.pages), None for a single file.
+    folder_pages: list[dict[str, Any]] | None = None
 
 
 class OcrQueue:
@@ -56,7 +61,9 @@ class OcrQueue:
         return Job(document_id=str(row["document_id"]), owner=owner,
                    attempts=row["attempts"], last_error=row["last_error"],
                    stored_path=row["stored_path"], mime_type=row["mime_type"],
-                   original_name=row["original_name"])
+                   original_name=row["original_name"],
+                   folder_pages=row["folder_pages"] if isinstance(row["folder_pages"], list)
+                   else None)
 
     def renew(self, job: Job, pages_done: int, pages_total: int) -> bool:
         """Extend the lease; False when it is no longer ours. Waits a short while for a
@@ -68,10 +75,13 @@ class OcrQueue:
         return row is not None
 
     def complete(self, job: Job, *, text: str, extractor: str, pages: int,
-                 ocr: dict[str, Any], dates: DateResult | None = None) -> bool:
+                 ocr: dict[str, Any],
+                 then: Callable[[psycopg.Cursor[DictRow], str], object] | None = None,
+                 dates: DateResult | None = None) -> bool:
         """Write the text and status 'extracted' in one transaction; False when the lease was
-        lost (another worker has the document now, or it was taken back). `dates`: the
-        document's date read from the text (None: date detection is off)."""
+        lost (another worker has the document now, or it was taken back). `then` runs in
+        the same transaction once the text is written (the rules). `dates`: the document's
+        date read from the text (None: date detection is off)."""
         with self.db.transaction() as cur:
             row = cur.execute(Q["ocr_complete"], {
                 "id": job.document_id, "owner": job.owner, "text": clean_text(text),
@@ -82,6 +92,8 @@ class OcrQueue:
                     "id": job.document_id, "document_date": dates.document_date,
                     "dates": Jsonb(clean_json(dates.metadata()))})
             if row is not None:
+                if then is not None:
+                    then(cur, job.document_id)
                 cur.execute("SELECT pg_notify('alfrd_documents', %s)", (job.document_id,))
         return row is not None
 

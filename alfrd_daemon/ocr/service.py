@@ -28,15 +28,20 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import DictRow
 
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.dates import DateResult, date_document
 from alfrd_daemon.db.pool import Database, DatabaseUnavailable, connect
-from alfrd_daemon.extract.api import EXTRACTOR_VERSIONS, PermanentExtractionError
+from alfrd_daemon.extract.api import EXTRACTOR_VERSIONS, ExtractLimits, PermanentExtractionError
 from alfrd_daemon.extract.pool import ExtractorPool, ExtractorUnavailable
+from alfrd_daemon.extract.sniff import FOLDER
+from alfrd_daemon.ocr import rules_after
+from alfrd_daemon.ocr.folder import ocr_folder, stored_file
 from alfrd_daemon.ocr.queue import Job, OcrQueue
 from alfrd_daemon.ocr.reader import (
     OcrLimits,
+    OcrOutcome,
     OcrUnavailable,
     check_languages,
     engine_version,
@@ -44,6 +49,7 @@ from alfrd_daemon.ocr.reader import (
     start_ocr_pool,
 )
 from alfrd_daemon.pgsafe import display_text
+from alfrd_daemon.rules.load import RulesError, compiled
 
 log = logging.getLogger("alfrd.ocr")
 
@@ -74,13 +80,6 @@ def ocr_limits(settings: Settings) -> OcrLimits:
                      max_pdf_pages=o.max_pages, max_text_chars=settings.extract.max_text_chars,
                      max_megapixels=o.max_megapixels, dpi=o.dpi,
                      pdf_min_page_chars=o.pdf_min_page_chars)
-
-
-def stored_file(store_root: Path, stored_path: str | None) -> Path | None:
-    """The store file a row names, or None when the name could point outside the store."""
-    if not stored_path or stored_path.startswith("/") or ".." in Path(stored_path).parts:
-        return None
-    return store_root / stored_path
 
 
 @dataclass
@@ -236,10 +235,7 @@ class OcrService:
         started = time.monotonic()
         assert self.pool is not None
         try:
-            outcome = ocr_document(
-                self.pool, path, job.mime_type or "", self.settings.ocr.languages,
-                self.limits, detect_orientation=self.settings.ocr.detect_orientation,
-                on_page=lambda done, total: self._on_page(job, done, total))
+            outcome = self._ocr(job, path)
         except LeaseLost:
             self.stats.lost_leases += 1
             log.warning("OCR of %s: another worker took it over (our lease expired)", name)
@@ -281,6 +277,25 @@ class OcrService:
             self.stats.lost_leases += 1
             log.warning("OCR of %s not written: another worker holds it now", name)
 
+    def _ocr(self, job: Job, path: Path) -> OcrOutcome:
+        assert self.pool is not None
+        o = self.settings.ocr
+
+        def on_page(done: int, total: int) -> None:
+            self._on_page(job, done, total)
+
+        if job.mime_type == FOLDER and job.folder_pages is not None:
+            e = self.settings.extract
+            extract_limits = ExtractLimits(
+                timeout_seconds=e.timeout_seconds, max_text_chars=e.max_text_chars,
+                max_pdf_pages=e.max_pdf_pages, memory_limit_mb=e.memory_limit_mb,
+                pdf_min_page_chars=o.pdf_min_page_chars)
+            return ocr_folder(self.pool, self.store_root, job.folder_pages, o.languages,
+                              self.limits, extract_limits,
+                              detect_orientation=o.detect_orientation, on_page=on_page)
+        return ocr_document(self.pool, path, job.mime_type or "", o.languages, self.limits,
+                            detect_orientation=o.detect_orientation, on_page=on_page)
+
     def _on_page(self, job: Job, done: int, total: int) -> None:
         try:
             still_ours = self.queue.renew(job, done, total)
@@ -300,13 +315,34 @@ class OcrService:
         while True:
             try:
                 return self.queue.complete(job, text=text, extractor=EXTRACTOR, pages=pages,
-                                           ocr=ocr, dates=dates)
+                                           ocr=ocr, then=self._rules_after, dates=dates)
             except DatabaseUnavailable as exc:
                 if time.monotonic() > give_up or self._stop.is_set():
                     log.warning("OCR result of %s dropped: the database did not answer (%s); "
                                 "the document is read again", job.document_id, exc)
                     return False
                 self._stop.wait(DB_RETRY_SECONDS)
+
+    def _rules_after(self, cur: psycopg.Cursor[DictRow], document_id: str) -> None:
+        try:
+            ruleset = compiled(self.settings.rules.inline, self.settings.rules.regex_timeout)
+        except RulesError as exc:  # the daemon refuses such rules; `alfrd worker` logs them
+            log.error("rules not applied after OCR: %s", exc)
+            return
+        # In a savepoint: a rule run that fails (a value the database refuses) costs the
+        # document its rules, never its OCR text.
+        try:
+            with cur.connection.transaction():
+                rules_after.rerun(cur, document_id, ruleset)
+        except psycopg.OperationalError:
+            raise  # the connection is gone: the completion is retried as a whole
+        except Exception as exc:
+            log.error("rules not applied after OCR of %s: %s: %s", document_id,
+                      type(exc).__name__, exc)
+
+    def reconfigure(self, settings: Settings) -> None:
+        """A reload: only live keys differ (the rules, retry delays); the pool stays."""
+        self.settings = settings
 
     def _fail(self, job: Job, reason: str, name: str) -> None:
         delay = min(self.settings.workers.retry_max,

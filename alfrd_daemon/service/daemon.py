@@ -30,6 +30,7 @@ from alfrd_daemon.db import pool as dbmod
 from alfrd_daemon.db.queries import QUERIES
 from alfrd_daemon.db.target import DatabaseTarget, stop_embedded_if_unused
 from alfrd_daemon.extract.pool import ExtractorPool, ExtractorUnavailable
+from alfrd_daemon.hooks.runner import HookRunner
 from alfrd_daemon.ingest.claim import ClaimArea
 from alfrd_daemon.ingest.committer import Committer
 from alfrd_daemon.ingest.counters import Counters
@@ -49,6 +50,7 @@ from alfrd_daemon.service.health import Vitals, health_problem
 from alfrd_daemon.service.inbox_watch import InboxWatch
 from alfrd_daemon.service.monitor import ErrorThrottle, Monitor, adopt_orphans
 from alfrd_daemon.service.reload import split_reload
+from alfrd_daemon.service.rules_check import check_rules
 from alfrd_daemon.service.startup import (
     StartupError,
     database_target,
@@ -130,12 +132,14 @@ class Daemon:
         self.jobs: JobScheduler | None = None
         self.monitor: Monitor | None = None
         self.ocr: OcrService | None = None
+        self.hooks: HookRunner | None = None
         self.exit_code = 0
         self.abandoned = False  # set when shutdown left work running past the drain deadline
 
     # --- start ---------------------------------------------------------------------------------
     def start(self) -> None:
         s = self.settings
+        check_rules(s)
         problems = check_paths(s)
         if problems:
             raise StartupError("; ".join(problems))
@@ -153,6 +157,12 @@ class Daemon:
         store = self.store = Store(s.store_path, fsync=s.store.fsync, instance=self.instance)
         with opening("store", s.store_path):
             open_store(store, db)
+        # Threads of their own: a slow hook never holds up an ingest worker. Started before
+        # anything is ingested, and even without hooks: it records in the database which
+        # hooks this host has, and the triggers enqueue runs only for those.
+        self.hooks = HookRunner(s.hooks, db, store_root=s.store_path, store_id=store.id,
+                                instance=self.instance, host=instance_host())
+        self.hooks.start()
         failed = FailedFolder(s.failed_path)
         with opening("failed folder", s.failed_path):
             failed.open()
@@ -359,6 +369,7 @@ class Daemon:
             else None,
             scheduler_alive=self.jobs.alive() if self.jobs is not None else None,
             ocr_alive=self.ocr.alive() if self.ocr is not None else None,
+            hooks_alive=self.hooks.alive() if self.hooks is not None else None,
             workers=self.settings.workers.count,
             workers_busy_since=tuple(self.busy.values()),
             stuck_seconds=self.settings.workers.stuck_seconds)
@@ -392,7 +403,8 @@ class Daemon:
                 "inbox": str(self.settings.inbox.path),
                 "health": self.health_problem() or "ok",
                 "reload_error": self.reload_error,
-                "ocr": self.ocr.state() if self.ocr is not None else None}
+                "ocr": self.ocr.state() if self.ocr is not None else None,
+                "hooks": self.hooks.state() if self.hooks is not None else None}
 
     # --- reload and signals --------------------------------------------------------------------
     def _install_signals(self) -> None:
@@ -412,6 +424,7 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = load_settings(self.config_path)
+            check_rules(new)
         except ConfigError as exc:
             self.reload_error = exc.problems[0] if exc.problems else str(exc)
             log.error("config reload rejected, keeping the running settings: %s", exc)
@@ -424,6 +437,8 @@ class Daemon:
         self.settings = new
         assert self.ingestor is not None
         self.ingestor.reconfigure(new)
+        if self.ocr is not None:
+            self.ocr.reconfigure(new)
         self._retune_tracker()
         if self.jobs is not None:
             self.jobs.reschedule(new)  # a changed search.language starts a full reindex
@@ -449,6 +464,9 @@ class Daemon:
         if self.ocr is not None:
             # Documents being read go back to the queue (released, not counted).
             self.ocr.stop(timeout=_left(drain_by, 10))
+        if self.hooks is not None:
+            # A hook still running is killed and its run put back (it runs again at start).
+            self.hooks.stop(timeout=_left(drain_by, 5))
         self.abandoned = not self._drain_all(drain_by)
         if self.abandoned:
             log.warning("drain timeout (%g s) passed with work in progress; its files stay "
@@ -532,6 +550,8 @@ class Daemon:
             self.jobs.stop()
         if self.ocr is not None:
             self.ocr.stop(timeout=5)
+        if self.hooks is not None:
+            self.hooks.stop(timeout=5)
 
     def _shutdown_partial(self, close_by: float | None = None) -> None:
         close_by = time.monotonic() + STOP_GRACE_SECONDS if close_by is None else close_by

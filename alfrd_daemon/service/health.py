@@ -29,6 +29,7 @@ class Vitals:
     monitor_beat: float | None = None
     scheduler_alive: bool | None = None
     ocr_alive: bool | None = None  # the OCR stage's threads (None: ocr.enabled is false)
+    hooks_alive: bool | None = None  # the hook runner's threads (None: not started)
     workers: int = 1
     workers_busy_since: tuple[float, ...] = ()  # one entry per worker busy on a file
     stuck_seconds: float = 60.0  # workers.stuck_seconds
@@ -52,6 +53,8 @@ def health_problem(v: Vitals, now: float) -> str | None:
         return "fatal: the job scheduler died"
     if v.ocr_alive is False and not v.stopping:
         return "fatal: an OCR worker thread died"
+    if v.hooks_alive is False and not v.stopping:
+        return "fatal: a hook runner thread died"
     if v.readiness_beat is not None and now - v.readiness_beat > READINESS_STALE_SECONDS:
         return "readiness loop stalled"
     if v.monitor_beat is not None and now - v.monitor_beat > MONITOR_STALE_SECONDS:

@@ -18,7 +18,7 @@ import time
 
 from psycopg.types.json import Jsonb
 
-from alfrd_daemon.config.parse import check_paths
+from alfrd_daemon.config.parse import ConfigError, check_paths
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db import pool as dbmod
 from alfrd_daemon.db.queries import QUERIES
@@ -28,6 +28,7 @@ from alfrd_daemon.logs import event, mask_dsn
 from alfrd_daemon.ocr.service import OcrService
 from alfrd_daemon.sdnotify import Notifier
 from alfrd_daemon.service.daemon import instance_host, new_instance_id
+from alfrd_daemon.service.rules_check import check_rules
 from alfrd_daemon.service.startup import (
     StartupError,
     database_target,
@@ -54,6 +55,10 @@ class OcrWorker:
 
     def start(self) -> None:
         s = self.settings
+        try:
+            check_rules(s)  # it runs them after OCR
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from exc
         problems = [p for p in check_paths(s) if "inbox" not in p]  # no inbox here
         if problems:
             raise StartupError("; ".join(problems))

@@ -20,7 +20,8 @@ def row(i: int, sha: str) -> dict[str, Any]:
             "tags": [], "mime_type": "text/plain", "size_bytes": 1, "stored_path": None,
             "status": "extracted", "title": None, "extracted_text": f"text {i}",
             "extractor": "plain/1", "search_config": "english", "metadata": Jsonb({}),
-            "error": None, "store_id": None, "document_date": None}
+            "error": None, "store_id": None, "document_type": None, "correspondent": None,
+            "rule_tags": [], "document_date": None}
 
 
 def arrival(i: int) -> dict[str, Any]:

@@ -83,12 +83,13 @@ def test_the_daemon_dates_text_pdf_file_names_and_scans(tmp_path: Path, db_url: 
         assert "ocr" in scan["metadata"]  # OCR's own metadata kept beside the dates
 
         shown = run_cli(config, "show", letter["id"]).stdout
-        assert "date: 2024-03-05 (read from the text: '5. März 2024')" in shown, shown
+        assert "document_date: 2024-03-05\n" in shown, shown
+        assert "date read: from the text, '5. März 2024'" in shown, shown
         assert "other dates: 2010-01-01 (day, text: '01.01.2010')" in shown, shown
         assert "2024-02 (month, text: 'Februar 2024')" in shown, shown
         as_json = json.loads(run_cli(config, "show", letter["id"], "--json").stdout)
         assert as_json["document_date"] == "2024-03-05"
-        assert as_json["document_date_by_hand"] is False
+        assert as_json["user_fields"] == []
 
 
 @pytest.fixture

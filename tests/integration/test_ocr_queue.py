@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 from alfrd_daemon.db.migrations import migrate, migrations
 from alfrd_daemon.db.pool import Database
 from alfrd_daemon.ocr.queue import OcrQueue
+from alfrd_daemon.ocr.queue import Q as QUERIES_OCR
 from alfrd_daemon.ocr.reader import ocr_mime_types
 from tests.helpers import query, wait_for
 
@@ -81,7 +82,7 @@ def test_the_migration_back_fills_documents_already_pending(empty_db_url: str) -
     waiting = insert_document(empty_db_url)
     insert_document(empty_db_url, status="extracted")
     with psycopg.connect(empty_db_url) as conn:
-        assert migrate(conn) == ["005_ocr"]
+        assert migrate(conn)[0] == "005_ocr"
     rows = query(empty_db_url, "SELECT document_id::text AS id, state FROM ocr_jobs")
     assert rows == [{"id": waiting, "state": "queued"}]
 
@@ -164,3 +165,20 @@ def test_failures_count_up_to_max_attempts_then_the_document_fails(
     assert row == {"status": "failed",
                    "error": "OCR failed (2 attempts): page 1 of 1: unreadable image"}
     assert job(db_url, doc)["last_error"] == "page 1 of 1: unreadable image"
+
+
+def test_a_document_in_the_trash_is_not_read_nor_waited_for(db_url: str, db: Database) -> None:
+    """A trashed document waiting for OCR is neither claimed nor counted; a worker does not
+    wake up for it (next_due); restored, it is read as before."""
+    queue = OcrQueue(db, worker="w", lease_seconds=30, max_attempts=3)
+    doc_id = insert_document(db_url)
+    with psycopg.connect(db_url) as conn:
+        conn.execute("UPDATE documents SET deleted_at = now() WHERE id = %s", (doc_id,))
+    assert queue.claim() is None
+    assert queue.next_due_seconds() is None
+    summary = query(db_url, re.sub(r"%\((\w+)\)s", "NULL", QUERIES_OCR["ocr_queue_summary"]))
+    assert summary[0]["documents_waiting"] == 0
+    with psycopg.connect(db_url) as conn:
+        conn.execute("UPDATE documents SET deleted_at = NULL WHERE id = %s", (doc_id,))
+    found = queue.claim()
+    assert found is not None and found.document_id == doc_id

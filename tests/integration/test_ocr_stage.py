@@ -120,7 +120,7 @@ def test_the_daemon_reads_images_and_scans_and_fails_a_broken_one(tmp_path: Path
     with DaemonProcess(config, tmp_path / "daemon.log") as daemon:
         # The worker has looked once at start; with poll_seconds 60 only LISTEN wakes it.
         wait_for(lambda: query(db_url, "SELECT 1 FROM pg_stat_activity "
-                               "WHERE query = 'LISTEN alfrd_ocr'"),
+                               "WHERE query = 'LISTEN \"alfrd_ocr\"'"),
                  30, "the OCR listener", alive=daemon.assert_alive)
         dropped = time.monotonic()
         drop(inbox, "quokka.png", image_bytes(make_text_image(

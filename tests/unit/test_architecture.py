@@ -19,14 +19,17 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"foundation"},
     "db": {"config", "foundation"},
     "extract": {"foundation"},
+    "rules": {"foundation"},
     "dates": {"foundation"},
-    "ingest": {"config", "dates", "db", "extract", "foundation"},
-    "ocr": {"config", "dates", "db", "extract", "foundation"},
-    "jobs": {"config", "dates", "db", "ingest", "foundation"},
+    "ingest": {"config", "dates", "db", "extract", "rules", "foundation"},
+    "ocr": {"config", "dates", "db", "extract", "rules", "foundation"},
+    "hooks": {"config", "db", "foundation"},
+    "jobs": {"config", "dates", "db", "ingest", "rules", "foundation"},
     "legacy": {"config", "db", "ingest", "foundation"},
-    "service": {"config", "db", "extract", "ingest", "jobs", "ocr", "foundation"},
-    "cli": {"config", "dates", "db", "extract", "ingest", "jobs", "legacy", "ocr", "service",
-            "foundation"},
+    "service": {"config", "db", "extract", "hooks", "ingest", "jobs", "ocr", "rules",
+                "foundation"},
+    "cli": {"config", "dates", "db", "extract", "hooks", "ingest", "jobs", "legacy", "ocr",
+            "rules", "service", "foundation"},
 }
 
 

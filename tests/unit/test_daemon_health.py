@@ -63,6 +63,7 @@ def test_a_stalled_readiness_loop_is_unhealthy() -> None:
     (Vitals(watcher_alive=False), "fatal: the file watcher died"),
     (Vitals(scheduler_alive=False), "fatal: the job scheduler died"),
     (Vitals(ocr_alive=False), "fatal: an OCR worker thread died"),
+    (Vitals(hooks_alive=False), "fatal: a hook runner thread died"),
     (Vitals(watch_problem="inbox missing: /in"), "inbox missing: /in"),
 ])
 def test_each_dead_part_is_named(vitals: Vitals, problem: str) -> None:

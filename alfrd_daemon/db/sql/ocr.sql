@@ -22,7 +22,7 @@ WITH candidate AS (
     SELECT j.document_id
     FROM ocr_jobs j
     JOIN documents d ON d.id = j.document_id
-    WHERE d.status = 'pending'
+    WHERE d.status = 'pending' AND d.deleted_at IS NULL  -- not in the trash
       -- Only files this worker's store holds (a shared store has one id for every host).
       AND (d.store_id IS NULL OR %(store_id)s::uuid IS NULL OR d.store_id = %(store_id)s::uuid)
       AND ((j.state = 'queued' AND j.not_before <= now())
@@ -38,7 +38,7 @@ SET state = 'running', attempts = j.attempts + 1, lease_owner = %(owner)s,
 FROM candidate c, documents d
 WHERE j.document_id = c.document_id AND d.id = j.document_id
 RETURNING j.document_id, j.attempts, j.last_error, d.stored_path, d.mime_type,
-          d.original_name, d.store_id;
+          d.original_name, d.store_id, d.metadata -> 'folder' -> 'pages' AS folder_pages;
 
 -- name: ocr_renew
 UPDATE ocr_jobs
@@ -114,7 +114,7 @@ SELECT count(*) FILTER (WHERE j.state IN ('queued', 'running')) AS documents_wai
                         AND j.last_error IS NOT NULL) AS retrying
 FROM ocr_jobs j
 JOIN documents d ON d.id = j.document_id
-WHERE j.state IN ('queued', 'running', 'failed')
+WHERE j.state IN ('queued', 'running', 'failed') AND d.deleted_at IS NULL
   AND (j.state = 'failed' OR d.status = 'pending');
 
 -- name: ocr_recent_rate
@@ -139,6 +139,7 @@ UPDATE documents d
 SET status = 'pending', error = NULL, updated_at = now()
 FROM ocr_jobs j
 WHERE j.document_id = d.id AND j.state = 'failed' AND d.status = 'failed'
+  AND d.deleted_at IS NULL
   AND (%(all)s OR d.id::text LIKE ANY(%(prefixes)s::text[]))
 RETURNING d.id, d.original_name;
 
@@ -148,7 +149,7 @@ RETURNING d.id, d.original_name;
 -- has seen.
 UPDATE documents d
 SET status = 'pending', error = NULL, updated_at = now()
-WHERE alfrd_ocr_mime(d.mime_type) AND d.stored_path IS NOT NULL
+WHERE alfrd_ocr_queued(d.mime_type) AND d.stored_path IS NOT NULL AND d.deleted_at IS NULL
   AND (d.status IN ('pending', 'extracted')
        OR EXISTS (SELECT 1 FROM ocr_jobs j WHERE j.document_id = d.id AND j.state = 'failed'))
   AND ((%(all)s AND EXISTS (SELECT 1 FROM ocr_jobs j WHERE j.document_id = d.id))
@@ -167,5 +168,5 @@ SELECT extract(epoch FROM min(CASE WHEN j.state = 'queued' THEN j.not_before
                                    ELSE j.lease_expires_at END) - now()) AS seconds
 FROM ocr_jobs j
 JOIN documents d ON d.id = j.document_id
-WHERE j.state IN ('queued', 'running') AND d.status = 'pending'
+WHERE j.state IN ('queued', 'running') AND d.status = 'pending' AND d.deleted_at IS NULL
   AND (d.store_id IS NULL OR %(store_id)s::uuid IS NULL OR d.store_id = %(store_id)s::uuid);

@@ -4,18 +4,18 @@
 -- name: insert_document
 INSERT INTO documents (id, sha256, original_name, source_path, tags, mime_type, size_bytes,
                        stored_path, status, title, extracted_text, extractor, search_config,
-                       metadata, error, store_id,
+                       metadata, error, store_id, document_type, correspondent, rule_tags,
                        document_date)
 VALUES (coalesce(%(id)s, gen_random_uuid()), %(sha256)s, %(original_name)s, %(source_path)s,
         %(tags)s, %(mime_type)s, %(size_bytes)s, %(stored_path)s, %(status)s, %(title)s,
         %(extracted_text)s, %(extractor)s, %(search_config)s::regconfig, %(metadata)s, %(error)s,
-        %(store_id)s,
+        %(store_id)s, %(document_type)s, %(correspondent)s, %(rule_tags)s,
         %(document_date)s)
 ON CONFLICT DO NOTHING
 RETURNING id;
 
 -- name: find_existing_document
-SELECT id, status, stored_path
+SELECT id, status, stored_path, deleted_at
 FROM documents
 WHERE sha256 = %(sha256)s OR id = %(id)s
 ORDER BY (sha256 = %(sha256)s) DESC
@@ -30,9 +30,32 @@ SET sha256 = %(sha256)s, original_name = %(original_name)s, source_path = %(sour
     extracted_text = %(extracted_text)s, extractor = %(extractor)s,
     search_config = %(search_config)s::regconfig, metadata = %(metadata)s, error = %(error)s,
     store_id = %(store_id)s, updated_at = now(),
+    -- A failed row has no rules' work to keep, but the user may have named it already.
+    document_type = CASE WHEN 'document_type' = ANY(user_fields) THEN document_type
+                         ELSE %(document_type)s END,
+    correspondent = CASE WHEN 'correspondent' = ANY(user_fields) THEN correspondent
+                         ELSE %(correspondent)s END,
+    rule_tags = %(rule_tags)s,
     document_date = CASE WHEN 'document_date' = ANY(user_fields) THEN document_date
                          ELSE %(document_date)s END
 WHERE id = %(existing_id)s AND status = 'failed'
+RETURNING id;
+
+-- name: revive_trashed_document
+-- The content of a document in the trash arrives again: the user wants it back, so the row
+-- becomes this arrival's fresh ingest (its name, path, tags, created now), not a silent
+-- duplicate of something deleted. What the user or rules set on the deleted document goes
+-- with the deletion.
+UPDATE documents
+SET sha256 = %(sha256)s, original_name = %(original_name)s, source_path = %(source_path)s,
+    tags = %(tags)s, mime_type = %(mime_type)s, size_bytes = %(size_bytes)s,
+    stored_path = %(stored_path)s, status = %(status)s, title = %(title)s,
+    extracted_text = %(extracted_text)s, extractor = %(extractor)s,
+    search_config = %(search_config)s::regconfig, metadata = %(metadata)s, error = %(error)s,
+    store_id = %(store_id)s, deleted_at = NULL, created_at = now(), updated_at = now(),
+    document_type = NULL, correspondent = NULL, document_date = NULL, user_fields = '{}',
+    rule_tags = '{}', user_removed_tags = '{}'
+WHERE id = %(existing_id)s AND deleted_at IS NOT NULL
 RETURNING id;
 
 -- name: insert_arrival
@@ -118,13 +141,16 @@ ORDER BY d.created_at DESC, d.id
 LIMIT %(limit)s;
 
 -- name: show_document
+-- Trashed documents too: `alfrd show` says so, and how to restore one.
 SELECT d.id, d.sha256, d.original_name, d.source_path, d.tags, d.mime_type, d.size_bytes,
        d.stored_path, d.status, d.title, d.extractor, d.search_config::text AS search_config,
-       d.metadata, d.error, d.created_at, d.updated_at,
-       d.document_date, 'document_date' = ANY(d.user_fields) AS document_date_by_hand,
+       d.metadata, d.error, d.created_at, d.updated_at, d.document_type, d.correspondent,
+       d.document_date, d.user_fields, d.rule_tags,
        left(coalesce(d.extracted_text, ''), %(text_limit)s) AS text,
        length(coalesce(d.extracted_text, '')) AS text_length,
-       d.store_id, s.hostname AS store_hostname, s.path AS store_path
+       d.store_id, s.hostname AS store_hostname, s.path AS store_path,
+       d.document_type, d.correspondent, d.document_date, d.user_fields, d.rule_tags,
+       d.user_removed_tags, d.deleted_at
 FROM documents d
 LEFT JOIN stores s ON s.id = d.store_id
 WHERE d.id::text = %(id)s OR d.id::text LIKE %(prefix)s
@@ -138,7 +164,11 @@ WHERE document_id = %(id)s
 ORDER BY arrived_at;
 
 -- name: count_by_status
-SELECT status, count(*) AS n FROM documents GROUP BY status ORDER BY status;
+-- Documents in the trash count as 'trashed', whatever their status was.
+SELECT CASE WHEN deleted_at IS NULL THEN status ELSE 'trashed' END AS status, count(*) AS n
+FROM documents
+GROUP BY 1
+ORDER BY 1;
 
 -- name: count_arrivals_by_outcome
 SELECT outcome, count(*) AS n FROM document_arrivals GROUP BY outcome ORDER BY outcome;

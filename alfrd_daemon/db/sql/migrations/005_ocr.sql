@@ -35,6 +35,14 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                     'image/gif', 'image/heic', 'image/heif', 'application/pdf')
 $$;
 
+-- What the queue takes: a document of an OCR type, or an ALFRD document folder, which is
+-- pending when one of its pages is a scan or a photo (the worker reads those pages and keeps
+-- the others' text).
+CREATE FUNCTION alfrd_ocr_queued(mime text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT alfrd_ocr_mime(mime) OR mime = 'application/x-alfrd-folder'
+$$;
+
 -- A pending document of an OCR type is (re)queued: a new one, one whose failed OCR is taken
 -- again, one `alfrd ocr --again` sets back to pending. A running job is left to its worker.
 CREATE FUNCTION alfrd_ocr_enqueue() RETURNS trigger
@@ -54,11 +62,11 @@ $$;
 CREATE TRIGGER documents_ocr_enqueue
 AFTER INSERT OR UPDATE OF status ON documents
 FOR EACH ROW
-WHEN (NEW.status = 'pending' AND alfrd_ocr_mime(NEW.mime_type))
+WHEN (NEW.status = 'pending' AND alfrd_ocr_queued(NEW.mime_type))
 EXECUTE FUNCTION alfrd_ocr_enqueue();
 
 -- Rows ingested before this migration, waiting since.
 INSERT INTO ocr_jobs (document_id, enqueued_at)
 SELECT id, created_at FROM documents
-WHERE status = 'pending' AND alfrd_ocr_mime(mime_type)
+WHERE status = 'pending' AND alfrd_ocr_queued(mime_type)
 ON CONFLICT DO NOTHING;
