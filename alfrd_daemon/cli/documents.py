@@ -133,6 +133,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         if doc.get(key):
             print(f"{text:>14}: {', '.join(doc[key])}")
     _print_rules(doc.get("metadata") or {})
+    for line in _date_lines(doc, manual):
+        print(line)
     print(f"{'store':>14}: {_store_text(store)}")
     if ocr_job is not None:
         print(f"{'ocr':>14}: {_ocr_job_text(ocr_job)}")
@@ -147,6 +149,25 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"\n… ({doc['text_length']} characters in all)")
         print(f"\n{doc['text']}{more}")
     return EXIT_OK
+
+
+def _date_lines(doc: dict[str, Any], manual: set[str]) -> list[str]:
+    """Where the document's date was read (unless the user set it) and the other candidates
+    date detection kept."""
+    meta = doc.get("metadata") or {}
+    found = meta.get("date_found") if isinstance(meta, dict) else None
+    suggestions = meta.get("date_suggestions") if isinstance(meta, dict) else None
+    lines = []
+    if (doc.get("document_date") is not None and "document_date" not in manual
+            and isinstance(found, dict)):
+        lines.append(f"{'date read':>14}: from the {found.get('source', 'text')}, "
+                     f"{found.get('text')!r}")
+    for i, s in enumerate(suggestions if isinstance(suggestions, list) else []):
+        if isinstance(s, dict):
+            label = "other dates" if i == 0 else ""
+            lines.append(f"{label:>14}{':' if label else ' '} {s.get('date')} "
+                         f"({s.get('precision')}, {s.get('source')}: {s.get('text')!r})")
+    return lines
 
 
 def _print_rules(meta: dict[str, Any]) -> None:

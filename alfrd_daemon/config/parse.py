@@ -39,6 +39,7 @@ from alfrd_daemon.config.rules_files import parse_rules
 from alfrd_daemon.config.settings import (
     PATH_FIELDS,
     DatabaseSettings,
+    DatesSettings,
     ExtractSettings,
     InboxSettings,
     LoggingSettings,
@@ -128,6 +129,27 @@ def _parse_ocr(o: Reader, problems: list[str]) -> OcrSettings:
             f"twice ocr.page_timeout_seconds ({bound_text(ocr.page_timeout_seconds)})")
     o.finish()
     return ocr
+
+
+def _date_languages(value: object) -> tuple[str, ...]:
+    from dateparser.data.languages_info import language_order
+
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, str) and v in language_order for v in value)):
+        raise ValueError("expected a list of dateparser language codes such as [en, de]")
+    return tuple(dict.fromkeys(value))
+
+
+def _parse_dates(r: Reader) -> DatesSettings:
+    dates = DatesSettings(
+        enabled=r.get("enabled", boolean, "true or false"),
+        order=r.get("order", lambda v: choice("DMY", "MDY", "YMD")(str(v).upper())),
+        languages=r.get("languages", _date_languages),
+        max_chars=r.get("max_chars", integer(100, 10_000_000)),
+        filename=r.get("filename", choice("fallback", "first", "off")),
+    )
+    r.finish()
+    return dates
 
 
 def parse_settings(data: object, *, source: str, base_dir: Path,
@@ -232,6 +254,8 @@ def parse_settings(data: object, *, source: str, base_dir: Path,
         language=s.get("language", _language, "a text search configuration name"))
     s.finish()
 
+    dates = _parse_dates(top.section("dates", defaults.dates))
+
     st = top.section("store", defaults.store)
     store = StoreSettings(fsync=st.get("fsync", boolean, "true or false"))
     st.finish()
@@ -276,6 +300,7 @@ def parse_settings(data: object, *, source: str, base_dir: Path,
         extract=extract,
         ocr=ocr,
         search=search,
+        dates=dates,
         store=store,
         logging=logging_settings,
         metrics=metrics,

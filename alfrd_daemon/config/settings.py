@@ -106,6 +106,21 @@ class SearchSettings:
 
 
 @dataclass(frozen=True)
+class DatesSettings:
+    """The document's date, read from its text and file name (alfrd_daemon/dates).
+
+    DMY by default: German and most English outside the US write the day first. A dotted
+    date (05.03.2024) is read day first and a year-first one as year-month-day whatever the
+    order; the order decides only the forms that leave it open (3/5/2024)."""
+
+    enabled: bool = True
+    order: str = "DMY"  # DMY | MDY | YMD
+    languages: tuple[str, ...] = ("en", "de")  # month names, as dateparser's language codes
+    max_chars: int = 20_000  # the date is near the top: only this much of the text is scanned
+    filename: str = "fallback"  # fallback | first | off: where a date in the file name ranks
+
+
+@dataclass(frozen=True)
 class StoreSettings:
     fsync: bool = True
 
@@ -148,6 +163,7 @@ class Settings:
     extract: ExtractSettings = field(default_factory=ExtractSettings)
     ocr: OcrSettings = field(default_factory=OcrSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
+    dates: DatesSettings = field(default_factory=DatesSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
@@ -198,6 +214,9 @@ RESTART_KEYS: frozenset[str] = frozenset({
     # The hook runners, and the hooks a host declares in the database, are set at start.
     "hooks.post_ingest", "hooks.post_ocr", "hooks.timeout_seconds", "hooks.workers",
     "hooks.retries",
+    # The OCR service keeps the settings it started with; ingest following a reload alone
+    # would date the same kind of document two ways.
+    "dates.enabled", "dates.order", "dates.languages", "dates.max_chars", "dates.filename",
 })
 # YAML keys whose value sits in a top-level Settings field of another name.
 PATH_FIELDS: dict[str, str] = {

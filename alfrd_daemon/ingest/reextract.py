@@ -16,6 +16,7 @@ extractor, so that it is not tried on every reindex. A file the extractors could
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,7 @@ from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from alfrd_daemon.config.settings import Settings
+from alfrd_daemon.dates import date_document
 from alfrd_daemon.db.queries import load_named_queries
 from alfrd_daemon.db.rules_rows import rerun_locked
 from alfrd_daemon.extract.api import EXTRACTOR_VERSIONS
@@ -99,6 +101,8 @@ def _reextract(reader: Reader, conn: psycopg.Connection[DictRow], row: dict[str,
         updated = cur.execute(Q["reextract_update"], params).fetchone()
         if updated is not None and ruleset.rules:
             rerun_locked(cur, row["id"], functools.partial(decide, ruleset))
+        if updated is not None:
+            _date(reader.settings, cur, row["id"], x.text, row["original_name"])
     return "reextracted"
 
 
@@ -107,3 +111,13 @@ def _ruleset(settings: Settings) -> RuleSet:
         return compiled(settings.rules.inline, settings.rules.regex_timeout)
     except RulesError:  # refused at start and reload; `alfrd jobs run` has no rules then
         return RuleSet()
+
+
+def _date(settings: Settings, cur: psycopg.Cursor[DictRow], doc_id: Any, text: str,
+          name: str) -> None:
+    """The document's date, now that its text is known."""
+    dated = date_document(settings.dates, text, name, dt.date.today())
+    if dated is not None:
+        cur.execute(Q["reextract_document_date"], {
+            "id": doc_id, "document_date": dated.document_date,
+            "dates": Jsonb(clean_json(dated.metadata()))})

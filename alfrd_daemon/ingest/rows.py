@@ -16,6 +16,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from alfrd_daemon.config.settings import Settings
+from alfrd_daemon.dates import date_document
 from alfrd_daemon.db.pool import Database
 from alfrd_daemon.extract.api import Extraction
 from alfrd_daemon.ingest import committer
@@ -106,6 +107,7 @@ class RowBuilder:
             tags = clean_tags(ruled.tags)
             title = clean_text(ruled.title) if ruled.title else None
             meta.update(ruled.metadata())
+        document_date = self.document_date(relpath, x, meta)
         return {
             "id": doc_id,
             "sha256": sha256,
@@ -128,7 +130,20 @@ class RowBuilder:
             "metadata": Jsonb(clean_json(meta)),
             "error": clean_text(error) if error is not None else None,
             "store_id": self.store.id,
+            "document_date": document_date,
         }
+
+    def document_date(self, relpath: str, x: Extraction | None,
+                      meta: dict[str, Any]) -> dt.date | None:
+        """The date printed on the document (or in its name), its candidates into `meta`.
+        A pending document (waiting for OCR) is dated again when its text is known."""
+        if x is None:
+            return None
+        dated = date_document(self.settings.dates, x.text, Path(relpath).name, dt.date.today())
+        if dated is None:
+            return None
+        meta.update(dated.metadata())
+        return dated.document_date
 
     def arrival(self, relpath: str, key: str, size: int | None) -> dict[str, Any]:
         return {

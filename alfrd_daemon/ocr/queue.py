@@ -17,6 +17,7 @@ import psycopg
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
+from alfrd_daemon.dates import DateResult
 from alfrd_daemon.db.pool import Database
 from alfrd_daemon.db.queries import load_named_queries
 from alfrd_daemon.pgsafe import clean_json, clean_text
@@ -75,15 +76,21 @@ class OcrQueue:
 
     def complete(self, job: Job, *, text: str, extractor: str, pages: int,
                  ocr: dict[str, Any],
-                 then: Callable[[psycopg.Cursor[DictRow], str], object] | None = None) -> bool:
+                 then: Callable[[psycopg.Cursor[DictRow], str], object] | None = None,
+                 dates: DateResult | None = None) -> bool:
         """Write the text and status 'extracted' in one transaction; False when the lease was
         lost (another worker has the document now, or it was taken back). `then` runs in
-        the same transaction once the text is written (the rules)."""
+        the same transaction once the text is written (the rules). `dates`: the document's
+        date read from the text (None: date detection is off)."""
         with self.db.transaction() as cur:
             row = cur.execute(Q["ocr_complete"], {
                 "id": job.document_id, "owner": job.owner, "text": clean_text(text),
                 "extractor": extractor, "pages": pages,
                 "ocr": Jsonb(clean_json(ocr))}).fetchone()
+            if row is not None and dates is not None:
+                cur.execute(Q["ocr_document_date"], {
+                    "id": job.document_id, "document_date": dates.document_date,
+                    "dates": Jsonb(clean_json(dates.metadata()))})
             if row is not None:
                 if then is not None:
                     then(cur, job.document_id)

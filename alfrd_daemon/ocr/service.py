@@ -16,6 +16,7 @@ What goes wrong is sorted by whose fault it is:
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
 import threading
@@ -30,6 +31,7 @@ from psycopg import sql
 from psycopg.rows import DictRow
 
 from alfrd_daemon.config.settings import Settings
+from alfrd_daemon.dates import DateResult, date_document
 from alfrd_daemon.db.pool import Database, DatabaseUnavailable, connect
 from alfrd_daemon.extract.api import EXTRACTOR_VERSIONS, ExtractLimits, PermanentExtractionError
 from alfrd_daemon.extract.pool import ExtractorPool, ExtractorUnavailable
@@ -265,7 +267,9 @@ class OcrService:
                "mean_confidence": outcome.mean_confidence,
                "rotated_pages": list(outcome.rotated_pages), "seconds": round(seconds, 3),
                "truncated": outcome.truncated}
-        if self._complete(job, outcome.text, outcome.ocr_pages, ocr):
+        dates = date_document(self.settings.dates, outcome.text, job.original_name,
+                              dt.date.today())
+        if self._complete(job, outcome.text, outcome.ocr_pages, ocr, dates):
             self.stats.documents += 1
             self.stats.pages += outcome.ocr_pages
             self.stats.seconds += seconds
@@ -306,7 +310,8 @@ class OcrService:
         if not still_ours:
             raise LeaseLost(job.document_id)
 
-    def _complete(self, job: Job, text: str, pages: int, ocr: dict[str, Any]) -> bool:
+    def _complete(self, job: Job, text: str, pages: int, ocr: dict[str, Any],
+                  dates: DateResult | None = None) -> bool:
         """Write the result, retrying while the database is away, for as long as the lease
         could still be ours (after that another worker may have taken it, and the result is
         dropped by the lease check anyway)."""
@@ -314,7 +319,7 @@ class OcrService:
         while True:
             try:
                 return self.queue.complete(job, text=text, extractor=EXTRACTOR, pages=pages,
-                                           ocr=ocr, then=self._rules_after)
+                                           ocr=ocr, then=self._rules_after, dates=dates)
             except DatabaseUnavailable as exc:
                 if time.monotonic() > give_up or self._stop.is_set():
                     log.warning("OCR result of %s dropped: the database did not answer (%s); "

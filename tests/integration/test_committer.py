@@ -21,7 +21,7 @@ def row(i: int, sha: str) -> dict[str, Any]:
             "status": "extracted", "title": None, "extracted_text": f"text {i}",
             "extractor": "plain/1", "search_config": "english", "metadata": Jsonb({}),
             "error": None, "store_id": None, "document_type": None, "correspondent": None,
-            "rule_tags": []}
+            "rule_tags": [], "document_date": None}
 
 
 def arrival(i: int) -> dict[str, Any]:

@@ -20,15 +20,16 @@ ALLOWED: dict[str, set[str]] = {
     "db": {"config", "foundation"},
     "extract": {"foundation"},
     "rules": {"foundation"},
-    "ingest": {"config", "db", "extract", "rules", "foundation"},
-    "ocr": {"config", "db", "extract", "rules", "foundation"},
+    "dates": {"foundation"},
+    "ingest": {"config", "dates", "db", "extract", "rules", "foundation"},
+    "ocr": {"config", "dates", "db", "extract", "rules", "foundation"},
     "hooks": {"config", "db", "foundation"},
-    "jobs": {"config", "db", "ingest", "rules", "foundation"},
+    "jobs": {"config", "dates", "db", "ingest", "rules", "foundation"},
     "legacy": {"config", "db", "ingest", "foundation"},
     "service": {"config", "db", "extract", "hooks", "ingest", "jobs", "ocr", "rules",
                 "foundation"},
-    "cli": {"config", "db", "extract", "hooks", "ingest", "jobs", "legacy", "ocr", "rules",
-            "service", "foundation"},
+    "cli": {"config", "dates", "db", "extract", "hooks", "ingest", "jobs", "legacy", "ocr",
+            "rules", "service", "foundation"},
 }
 
 

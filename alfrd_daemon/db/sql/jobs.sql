@@ -182,6 +182,15 @@ WHERE status = 'pending' AND mime_type = ANY(%(mime_types)s) AND stored_path IS 
 ORDER BY id
 LIMIT %(limit)s;
 
+-- name: reextract_document_date
+-- The date read from the new text (a date the user set by hand stays), written right after
+-- reextract_update.
+UPDATE documents
+SET document_date = CASE WHEN 'document_date' = ANY(user_fields) THEN document_date
+                         ELSE %(document_date)s END,
+    metadata = metadata || %(dates)s::jsonb
+WHERE id = %(id)s;
+
 -- name: reextract_update
 -- Only if no downstream worker took the row meanwhile (it would no longer be pending).
 UPDATE documents

@@ -64,6 +64,15 @@ FROM job
 WHERE d.id = job.document_id
 RETURNING d.id;
 
+-- name: ocr_document_date
+-- The date read from the OCR text, written in ocr_complete's transaction; a date the user
+-- set by hand stays. The candidates are recorded either way.
+UPDATE documents
+SET document_date = CASE WHEN 'document_date' = ANY(user_fields) THEN document_date
+                         ELSE %(document_date)s END,
+    metadata = metadata || %(dates)s::jsonb
+WHERE id = %(id)s;
+
 -- name: ocr_fail
 -- One attempt failed: queued again after `delay_seconds`, or failed for good once it had
 -- max_attempts (the document too, with the reason).

@@ -4,11 +4,13 @@
 -- name: insert_document
 INSERT INTO documents (id, sha256, original_name, source_path, tags, mime_type, size_bytes,
                        stored_path, status, title, extracted_text, extractor, search_config,
-                       metadata, error, store_id, document_type, correspondent, rule_tags)
+                       metadata, error, store_id, document_type, correspondent, rule_tags,
+                       document_date)
 VALUES (coalesce(%(id)s, gen_random_uuid()), %(sha256)s, %(original_name)s, %(source_path)s,
         %(tags)s, %(mime_type)s, %(size_bytes)s, %(stored_path)s, %(status)s, %(title)s,
         %(extracted_text)s, %(extractor)s, %(search_config)s::regconfig, %(metadata)s, %(error)s,
-        %(store_id)s, %(document_type)s, %(correspondent)s, %(rule_tags)s)
+        %(store_id)s, %(document_type)s, %(correspondent)s, %(rule_tags)s,
+        %(document_date)s)
 ON CONFLICT DO NOTHING
 RETURNING id;
 
@@ -33,7 +35,9 @@ SET sha256 = %(sha256)s, original_name = %(original_name)s, source_path = %(sour
                          ELSE %(document_type)s END,
     correspondent = CASE WHEN 'correspondent' = ANY(user_fields) THEN correspondent
                          ELSE %(correspondent)s END,
-    rule_tags = %(rule_tags)s
+    rule_tags = %(rule_tags)s,
+    document_date = CASE WHEN 'document_date' = ANY(user_fields) THEN document_date
+                         ELSE %(document_date)s END
 WHERE id = %(existing_id)s AND status = 'failed'
 RETURNING id;
 
