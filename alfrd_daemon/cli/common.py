@@ -11,7 +11,7 @@ import re
 import sys
 import unicodedata
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import NoReturn, TypeAlias
 from uuid import UUID
@@ -170,7 +170,7 @@ def conninfo_arg(text: str) -> str:
 
 # --- output ---------------------------------------------------------------------------------
 def _json_default(value: object) -> object:
-    if isinstance(value, datetime):
+    if isinstance(value, date):  # datetime too
         return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()

@@ -42,37 +42,65 @@ RETURNING id;
 -- name: notify_document
 SELECT pg_notify('alfrd_documents', %(document_id)s::text);
 
+-- fragment: filters
+-- The filters of `alfrd search` and `alfrd list` (db/search_filters.py); trashed rows never
+-- match. A filter passed as NULL is folded away when the statement is planned with its values.
+d.deleted_at IS NULL
+AND (%(tags)s::text[] IS NULL OR d.tags @> %(tags)s::text[])
+AND (%(status)s::text IS NULL OR d.status = %(status)s::text)
+AND (%(document_type)s::text IS NULL OR lower(d.document_type) = lower(%(document_type)s::text))
+AND (%(correspondent)s::text IS NULL OR lower(d.correspondent) = lower(%(correspondent)s::text))
+AND (%(date_from)s::date IS NULL OR d.document_date >= %(date_from)s::date)
+AND (%(date_until)s::date IS NULL OR d.document_date < %(date_until)s::date)
+AND (%(after)s::date IS NULL
+     OR coalesce(d.document_date, d.created_at::date) >= %(after)s::date)
+AND (%(before)s::date IS NULL
+     OR coalesce(d.document_date, d.created_at::date) <= %(before)s::date)
+AND (%(ingested_after)s::date IS NULL OR d.created_at >= %(ingested_after)s::date)
+AND (%(ingested_before)s::date IS NULL OR d.created_at < %(ingested_before)s::date + 1)
+
+-- fragment: tsquery
+-- The query db/search_query.py built from what the user typed: quoted, escaped pieces.
+to_tsquery(%(config)s::regconfig, %(tsquery)s::text) AS q(query)
+
 -- name: search_match_count
 -- How many documents match, counted only up to a cap: above it the query is "broad".
 SELECT count(*) AS n
 FROM (
     SELECT 1
-    FROM documents d, websearch_to_tsquery(%(config)s::regconfig, %(query)s) AS q(query)
+    FROM documents d, {tsquery}
     WHERE d.search_vector @@ q.query
-      AND (%(tag)s::text IS NULL OR d.tags @> ARRAY[%(tag)s::text])
+      AND {filters}
     LIMIT %(cap)s
 ) AS capped;
 
 -- fragment: snippet
--- The snippet of a search result, for both search queries (included as {snippet}).
-ts_headline(d.search_config,
-            left(concat_ws(E'\n', d.title,
-                           coalesce(nullif(d.extracted_text, ''), d.original_name)),
-                 200000),
-            hits.query,
-            'StartSel=[[, StopSel=]], MaxWords=30, MinWords=10, MaxFragments=2');
+-- The best fragment of a result: at most MaxWords words, the matches between \x02 and \x03
+-- (db/snippet.py turns them into offsets or bold and caps the length: runs of punctuation
+-- such as dotted leaders are no words and would pass MaxWords). Both search queries use it.
+left(ts_headline(d.search_config,
+                 left(translate(concat_ws(E'\n', d.title,
+                                          coalesce(nullif(d.extracted_text, ''),
+                                                   d.original_name)),
+                                E'\x02\x03', '  '),
+                      200000),
+                 hits.query,
+                 E'StartSel=\x02, StopSel=\x03, MaxWords=30, MinWords=12, MaxFragments=1'),
+     4000)
+
+-- fragment: result_columns
+d.id, d.original_name, d.tags, d.status, d.created_at, d.document_type, d.correspondent,
+d.document_date, hits.rank
 
 -- name: search_documents
 -- Rank every match, then build snippets for the page of results only (ts_headline re-parses
 -- text). Used when the match count is below search.rank_window.
-SELECT d.id, d.original_name, d.tags, d.status, d.created_at, hits.rank,
-       {snippet} AS snippet
+SELECT {result_columns}, {snippet} AS snippet
 FROM (
     SELECT d.id, ts_rank_cd(d.search_vector, q.query) AS rank, q.query
-    FROM documents d,
-         websearch_to_tsquery(%(config)s::regconfig, %(query)s) AS q(query)
+    FROM documents d, {tsquery}
     WHERE d.search_vector @@ q.query
-      AND (%(tag)s::text IS NULL OR d.tags @> ARRAY[%(tag)s::text])
+      AND {filters}
     ORDER BY rank DESC, d.created_at DESC
     LIMIT %(limit)s
 ) AS hits
@@ -82,17 +110,15 @@ ORDER BY hits.rank DESC, d.created_at DESC;
 -- name: search_documents_newest
 -- A broad query (more matches than search.rank_window): rank only the newest rank_window
 -- matches, found by walking the created_at index, instead of scoring every match.
-SELECT d.id, d.original_name, d.tags, d.status, d.created_at, hits.rank,
-       {snippet} AS snippet
+SELECT {result_columns}, {snippet} AS snippet
 FROM (
     SELECT recent.id, ts_rank_cd(recent.search_vector, recent.query) AS rank, recent.query,
            recent.created_at
     FROM (
         SELECT d.id, d.search_vector, d.created_at, q.query
-        FROM documents d,
-             websearch_to_tsquery(%(config)s::regconfig, %(query)s) AS q(query)
+        FROM documents d, {tsquery}
         WHERE d.search_vector @@ q.query
-          AND (%(tag)s::text IS NULL OR d.tags @> ARRAY[%(tag)s::text])
+          AND {filters}
         ORDER BY d.created_at DESC
         LIMIT %(window)s
     ) AS recent
@@ -105,11 +131,11 @@ ORDER BY hits.rank DESC, d.created_at DESC;
 -- name: list_documents
 -- ocr_state: where a document stands in the OCR queue (NULL: OCR never had it).
 SELECT d.id, d.original_name, d.source_path, d.tags, d.status, d.mime_type, d.size_bytes,
-       d.created_at, d.error, j.state AS ocr_state
+       d.created_at, d.error, d.document_type, d.correspondent, d.document_date,
+       j.state AS ocr_state
 FROM documents d
 LEFT JOIN ocr_jobs j ON j.document_id = d.id
-WHERE (%(status)s::text IS NULL OR d.status = %(status)s)
-  AND (%(tag)s::text IS NULL OR d.tags @> ARRAY[%(tag)s::text])
+WHERE {filters}
 ORDER BY d.created_at DESC, d.id
 LIMIT %(limit)s;
 
