@@ -181,3 +181,19 @@ def test_hot_queries_can_use_the_gin_index_with_every_filter_given(
     many.execute("RESET enable_seqscan")
     assert search(many, "rare1234", config="english").rows[0]["original_name"] == "g1234.txt"
     assert len(search(many, "rare123", config="english", limit=50).rows) == 11
+
+
+def test_both_ways_to_the_newest_matches_agree(many) -> None:
+    """A broad query ranks its newest `window` matches, found by the created_at walk or by
+    the GIN bitmap (db/search.py picks the cheaper one): the same rows either way."""
+    params = {**search_params("word3", config="english", filters=Filters(tags=("t1",)),
+                              limit=10), "window": 40}
+    walk, bitmap = ([(r["id"], r["rank"]) for r in many.execute(QUERIES[name], params,
+                                                              prepare=False)]
+                    for name in ("search_documents_newest", "search_documents_newest_of_few"))
+    assert len(walk) == 10 and walk == bitmap
+    found = search(many, "word3", config="english", filters=Filters(tags=("t1",)), limit=10,
+                   window=40)
+    assert found.broad and found.strategy in ("newest-walk", "newest-bitmap")
+    assert [(r["id"], r["rank"]) for r in found.rows] == walk
+    assert search(many, "rare77", config="english").strategy == "rank-all"

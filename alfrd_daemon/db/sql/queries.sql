@@ -74,6 +74,17 @@ FROM (
     LIMIT %(cap)s
 ) AS capped;
 
+-- name: search_matches
+-- Not run: `alfrd search` asks the planner how many rows it expects this to return (EXPLAIN),
+-- together with the table's size, to choose how a broad query finds its newest matches.
+SELECT 1
+FROM documents d, {tsquery}
+WHERE d.search_vector @@ q.query
+  AND {filters};
+
+-- name: documents_estimate
+SELECT reltuples::bigint AS n FROM pg_class WHERE oid = 'documents'::regclass;
+
 -- fragment: snippet
 -- The best fragment of a result: at most MaxWords words, the matches between \x02 and \x03
 -- (db/snippet.py turns them into offsets or bold and caps the length: runs of punctuation
@@ -120,6 +131,31 @@ FROM (
         WHERE d.search_vector @@ q.query
           AND {filters}
         ORDER BY d.created_at DESC
+        LIMIT %(window)s
+    ) AS recent
+    ORDER BY rank DESC, recent.created_at DESC
+    LIMIT %(limit)s
+) AS hits
+JOIN documents d ON d.id = hits.id
+ORDER BY hits.rank DESC, d.created_at DESC;
+
+-- name: search_documents_newest_of_few
+-- A broad query with few matches for the archive's size (db/search.py says how few): the
+-- matches come from the GIN index as a bitmap, and the newest rank_window of them are sorted
+-- out by created_at. Walking the created_at index instead would read (and detoast the
+-- search_vector of) window / density rows, many times the number of matches. Ordering by an
+-- expression of created_at keeps the planner from choosing that walk; its cost estimate
+-- leaves the detoasting out.
+SELECT {result_columns}, {snippet} AS snippet
+FROM (
+    SELECT recent.id, ts_rank_cd(recent.search_vector, recent.query) AS rank, recent.query,
+           recent.created_at
+    FROM (
+        SELECT d.id, d.search_vector, d.created_at, q.query
+        FROM documents d, {tsquery}
+        WHERE d.search_vector @@ q.query
+          AND {filters}
+        ORDER BY d.created_at + interval '0 seconds' DESC
         LIMIT %(window)s
     ) AS recent
     ORDER BY rank DESC, recent.created_at DESC
