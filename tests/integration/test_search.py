@@ -4,6 +4,10 @@ every filter, the trash, snippet length, hostile text and the plans of the hot q
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,7 @@ from psycopg.rows import dict_row
 from alfrd_daemon.db.queries import QUERIES
 from alfrd_daemon.db.search import list_documents, search, search_params
 from alfrd_daemon.db.search_filters import Filters, parse_period
-from tests.helpers import run_cli, write_config
+from tests.helpers import REPO, alfrd_env, run_cli, write_config
 from tests.unit.test_search_query import HOSTILE
 
 NOW = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
@@ -143,6 +147,32 @@ def test_cli_json_is_plain_with_offsets_and_bad_dates_are_usage_errors(
         r = run_cli(config, *args, check=False)
         assert r.returncode == 64, r
         assert len(r.stderr.strip().splitlines()) == 1 and args[-1] in r.stderr, r.stderr
+
+
+def test_matches_are_bold_on_a_terminal(tmp_path: Path, db_url: str, archive) -> None:
+    config = write_config(tmp_path, db_url)
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "alfrd_daemon", "search", "invoic", "--config", str(config)],
+            stdout=secondary, stderr=subprocess.PIPE, env=alfrd_env(), cwd=REPO, timeout=60)
+        os.close(secondary)
+        secondary = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the terminal's other side closed
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(primary)
+        if secondary >= 0:
+            os.close(secondary)
+    assert proc.returncode == 0, proc.stderr
+    assert b"\x1b[1mInvoices\x1b[0m for March" in out, out
 
 
 @pytest.fixture
