@@ -82,6 +82,19 @@ FROM documents d, {tsquery}
 WHERE d.search_vector @@ q.query
   AND {filters};
 
+-- name: search_newest_sample
+-- How many of the newest %(sample)s documents (that pass the filters) match: a measured
+-- density for a broad query whose row estimate is in doubt (a short prefix is estimated low).
+SELECT count(*) AS n
+FROM (
+    SELECT d.search_vector
+    FROM documents d
+    WHERE {filters}
+    ORDER BY d.created_at DESC
+    LIMIT %(sample)s
+) AS newest, {tsquery}
+WHERE newest.search_vector @@ q.query;
+
 -- name: documents_estimate
 SELECT reltuples::bigint AS n FROM pg_class WHERE oid = 'documents'::regclass;
 
