@@ -122,3 +122,14 @@ def test_a_long_snippet_is_cut_around_its_first_match() -> None:
     assert len(s.text) == 240 and s.text.startswith("…") and s.text.endswith("…")
     assert [s.text[a:b] for a, b in s.matches] == ["needle"]
     assert make_snippet("") .text == ""
+
+
+def test_the_bitmap_is_chosen_for_few_matches_and_the_walk_for_many() -> None:
+    from alfrd_daemon.db.search import bitmap_is_cheaper
+
+    # sqrt(200 · 1,000,000 · 1.7) ≈ 18,400 matches is where both read as many rows
+    assert bitmap_is_cheaper(2_000, 1_000_000, 200)
+    assert bitmap_is_cheaper(18_000, 1_000_000, 200)
+    assert not bitmap_is_cheaper(19_000, 1_000_000, 200)
+    assert not bitmap_is_cheaper(400_000, 1_000_000, 200)
+    assert bitmap_is_cheaper(10, 0, 200)  # never analyzed: the bitmap is never a disaster
