@@ -27,6 +27,7 @@ import yaml
 
 from alfrd_daemon.db.queries import QUERIES
 from alfrd_daemon.db.search import search as alfrd_search
+from alfrd_daemon.db.search import search_params
 from benchmarks.corpus import TextMaker, copy_corpus, generate_documents, make_corpus, vocabulary
 from benchmarks.harness import (
     COPY_COLUMNS,
@@ -262,7 +263,17 @@ def search_queries() -> dict[str, list[str]]:
                                    f"{words[rng.randrange(1000, 5000)]}" for _ in range(30)],
         "common (rank 1-20)": [words[rng.randrange(0, 20)] for _ in range(5)],
         "uniform over vocabulary": [words[rng.randrange(0, 5000)] for _ in range(60)],
+        # Prefix matching (every word is a prefix query): a word without its last two
+        # letters (at least three remain), and the broadest prefix `alfrd search` expands.
+        "prefix of a rare word": [_prefix(words[rng.randrange(2000, 5000)], 2)
+                                  for _ in range(30)],
+        "prefix of a mid word": [_prefix(words[rng.randrange(100, 1000)], 2) for _ in range(30)],
+        "three-letter prefix": [words[rng.randrange(0, 5000)][:3] for _ in range(30)],
     }
+
+
+def _prefix(word: str, cut: int) -> str:
+    return word[:max(3, len(word) - cut)]
 
 
 def search(b: Bench, repeats: int = 3) -> dict[str, Any]:
@@ -280,8 +291,7 @@ def search(b: Bench, repeats: int = 3) -> dict[str, Any]:
         for label, term in (("rare", groups["rare (rank 2000-5000)"][0]),
                             ("common", groups["common (rank 1-20)"][0])):
             plan = c.execute("EXPLAIN (ANALYZE, BUFFERS) " + q,
-                             {"query": term, "config": "english", "tag": None, "limit": 20}
-                             ).fetchall()
+                             search_params(term, config="english", limit=20)).fetchall()
             plans[f"{label}: {term}"] = "\n".join(r[0] for r in plan)
         out["explain"] = plans
         # A rare term must use the GIN index; a term in ~40% of rows rightly gets a seq scan.
@@ -297,12 +307,13 @@ def search(b: Bench, repeats: int = 3) -> dict[str, Any]:
                     # What `alfrd search` runs: a capped match count, then full ranking or,
                     # for a broad query, ranking of the newest matches only.
                     t0 = time.perf_counter()
-                    rows, broad = alfrd_search(c, term, config="english", limit=20)
+                    found = alfrd_search(c, term, config="english", limit=20)
                     ms.append((time.perf_counter() - t0) * 1000)
-                    hits.append(len(rows))
-                    broad_count += broad
+                    hits.append(len(found.rows))
+                    broad_count += found.broad
             matches = scalar(c, "SELECT count(*) FROM documents WHERE search_vector @@ "
-                             "websearch_to_tsquery('english', %s)", (terms[0],))
+                             "to_tsquery('english', %s)",
+                             (search_params(terms[0], config="english")["tsquery"],))
             bands[band] = {"queries": len(ms), "p50_ms": pct(ms, 50), "p95_ms": pct(ms, 95),
                            "max_ms": max(ms), "example": terms[0],
                            "example_matching_docs": matches, "broad_queries": broad_count}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import date
 from typing import Any
 
 from alfrd_daemon.cli.common import (
@@ -12,6 +13,7 @@ from alfrd_daemon.cli.common import (
     MAX_ROWS,
     MAX_TEXT_CHARS,
     Subcommands,
+    bad_argument,
     database,
     document_id,
     local_store_id,
@@ -24,7 +26,8 @@ from alfrd_daemon.cli.common import (
 from alfrd_daemon.cli.hooks_view import hook_run_lines, hook_runs_of
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db.queries import QUERIES, load_named_queries
-from alfrd_daemon.db.search import DEFAULT_RANK_WINDOW, search
+from alfrd_daemon.db.search import DEFAULT_RANK_WINDOW, list_documents, search
+from alfrd_daemon.db.search_filters import Filters, parse_day, parse_period
 from alfrd_daemon.ingest.reconcile import stored_file_exists
 
 STATUSES = ["pending", "extracted", "processing", "completed", "failed"]
@@ -32,17 +35,19 @@ _STORE_COLUMNS = ("store_id", "store_hostname", "store_path")
 
 
 def register(sub: Subcommands, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("search", parents=[common], help="full-text search")
+    p = sub.add_parser("search", parents=[common], help="full-text search",
+                       description='Every word also finds the words it begins (invoic finds '
+                       'invoices); "quoted words" match as a phrase, -word excludes, and '
+                       '"a or b" accepts either.')
     p.add_argument("query", type=utf8_text)
     p.add_argument("--limit", type=whole_number(1, MAX_ROWS), default=20)
-    p.add_argument("--tag", type=tag_arg)
+    _filter_arguments(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("list", parents=[common], help="newest documents first")
     p.add_argument("--limit", type=whole_number(1, MAX_ROWS), default=50)
-    p.add_argument("--status", choices=STATUSES)
-    p.add_argument("--tag", type=tag_arg)
+    _filter_arguments(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
 
@@ -53,35 +58,79 @@ def register(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_show)
 
 
+def _period_arg(text: str) -> tuple[date, date]:
+    try:
+        return parse_period(text)
+    except ValueError:
+        bad_argument(text, "a year, month or day: 2024, 2024-03 or 2024-03-05")
+
+
+def _day_arg(text: str) -> date:
+    try:
+        return parse_day(text)
+    except ValueError:
+        bad_argument(text, "a date YYYY-MM-DD")
+
+
+def _filter_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("filters (all given must hold; trashed documents never show)")
+    g.add_argument("--tag", type=tag_arg, action="append", default=[],
+                   help="has this tag (repeat: has every one)")
+    g.add_argument("--status", choices=STATUSES)
+    g.add_argument("--type", type=utf8_text, help="document type (any case)")
+    g.add_argument("--correspondent", type=utf8_text, help="correspondent (any case)")
+    g.add_argument("--date", type=_period_arg, metavar="2024|2024-03|2024-03-05",
+                   help="the document's date is in this year, month or day")
+    for name, what in (("after", "on or after"), ("before", "on or before")):
+        g.add_argument(f"--{name}", type=_day_arg, metavar="YYYY-MM-DD",
+                       help=f"the document's date (else its ingest date) is {what} this day")
+        g.add_argument(f"--ingested-{name}", type=_day_arg, metavar="YYYY-MM-DD",
+                       help=f"ingested {what} this day")
+
+
+def _filters(args: argparse.Namespace) -> Filters:
+    return Filters(tags=tuple(args.tag), status=args.status, document_type=args.type,
+                   correspondent=args.correspondent, period=args.date, after=args.after,
+                   before=args.before, ingested_after=args.ingested_after,
+                   ingested_before=args.ingested_before)
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     with database(settings) as conn:
-        rows, broad = search(conn, args.query, config=settings.search.language, tag=args.tag,
-                             limit=args.limit)
+        found = search(conn, args.query, config=settings.search.language,
+                       filters=_filters(args), limit=args.limit)
     results = [{"id": str(r["id"]), "name": r["original_name"], "tags": r["tags"],
                 "status": r["status"], "rank": round(float(r["rank"]), 6),
-                "snippet": " ".join(r["snippet"].split()), "created_at": r["created_at"]}
-               for r in rows]
+                "document_type": r["document_type"], "correspondent": r["correspondent"],
+                "document_date": r["document_date"], "created_at": r["created_at"],
+                "snippet": r["snippet"].text,
+                "matches": [list(m) for m in r["snippet"].matches]}
+               for r in found.rows]
     if args.json:
         print_json(results)
         return EXIT_OK
-    if not results:
+    if not found.tsquery:
+        print(f"nothing to search for in {args.query!r} (only punctuation or operators)",
+              file=sys.stderr)
+    elif not results:
         print(f"no documents match {args.query!r}")
-    if broad:
+    if found.broad:
         print(f"(more than {DEFAULT_RANK_WINDOW} documents match: ranked among the newest "
-              f"{DEFAULT_RANK_WINDOW}; add words or --tag to narrow it)", file=sys.stderr)
-    for r in results:
+              f"{DEFAULT_RANK_WINDOW}; add words or filters to narrow it)", file=sys.stderr)
+    bold = sys.stdout.isatty()
+    for r, row in zip(results, found.rows, strict=True):
         tags = f"  [{', '.join(r['tags'])}]" if r["tags"] else ""
         print(f"{r['id']}  {r['rank']:.4f}  {r['name']}{tags}")
-        print(f"    {r['snippet']}")
+        snippet = row["snippet"]
+        print(f"    {snippet.highlighted() if bold else snippet.text}")
     return EXIT_OK
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     with database(settings) as conn:
-        rows = conn.execute(QUERIES["list_documents"], {
-            "status": args.status, "tag": args.tag, "limit": args.limit}).fetchall()
+        rows = list_documents(conn, filters=_filters(args), limit=args.limit)
     if args.json:
         print_json([{**r, "id": str(r["id"])} for r in rows])
         return EXIT_OK

@@ -10,6 +10,7 @@ from psycopg.rows import dict_row
 
 from alfrd_daemon.db.migrations import migrate, migrations, pending_migrations
 from alfrd_daemon.db.queries import QUERIES
+from alfrd_daemon.db.search import search_params
 
 
 def test_migrations_are_idempotent_and_safe_to_race(empty_db_url: str) -> None:
@@ -47,7 +48,7 @@ def test_search_uses_the_gin_index_and_weights_names_above_body(db_url: str) -> 
             conn.execute(
                 "INSERT INTO documents (original_name, source_path, status, extracted_text) "
                 "VALUES (%s, %s, 'extracted', %s)", (name, name, text))
-        params = {"query": "gas bill", "config": "english", "tag": None, "limit": 10}
+        params = search_params("gas bill", config="english", limit=10)
         rows = conn.execute(QUERIES["search_documents"], params).fetchall()
         assert [r["original_name"] for r in rows] == ["gas_bill.txt", "notes.txt"]
         # A table this small is read sequentially; forbid that to see whether the index fits.
@@ -61,7 +62,7 @@ def test_search_uses_the_gin_index_and_weights_names_above_body(db_url: str) -> 
 def test_any_user_text_is_a_valid_query(db_url: str, query: str) -> None:
     with psycopg.connect(db_url, row_factory=dict_row) as conn:
         conn.execute(QUERIES["search_documents"],
-                     {"query": query, "config": "english", "tag": None, "limit": 5}).fetchall()
+                     search_params(query, config="english", limit=5)).fetchall()
 
 
 def test_text_longer_than_a_tsvector_can_hold_is_still_stored(db_url: str) -> None:
@@ -86,13 +87,13 @@ def test_broad_queries_rank_the_newest_matches_and_narrow_ones_rank_all(db_url: 
                 "INSERT INTO documents (original_name, source_path, status, extracted_text, "
                 "created_at) VALUES (%s, %s, 'extracted', %s, now() + %s * interval '1 minute')",
                 (f"d{i}.txt", f"d{i}.txt", text, i))
-        rows, broad = search(conn, "invoice", config="english", limit=3, window=5)
-        assert broad
-        names = [r["original_name"] for r in rows]
+        found = search(conn, "invoice", config="english", limit=3, window=5)
+        assert found.broad
+        names = [r["original_name"] for r in found.rows]
         assert set(names) <= {f"d{i}.txt" for i in range(7, 12)}, names  # newest five only
         assert names[0] == "d7.txt"  # and ranked among themselves
-        rows, broad = search(conn, "invoice", config="english", limit=3, window=50)
-        assert not broad
-        assert rows[0]["original_name"] == "d0.txt"
-        rows, broad = search(conn, "rarity", config="english", window=5)
-        assert not broad and [r["original_name"] for r in rows] == ["d3.txt"]
+        found = search(conn, "invoice", config="english", limit=3, window=50)
+        assert not found.broad
+        assert found.rows[0]["original_name"] == "d0.txt"
+        found = search(conn, "rarity", config="english", window=5)
+        assert not found.broad and [r["original_name"] for r in found.rows] == ["d3.txt"]

@@ -69,37 +69,89 @@ RETURNING id;
 -- name: notify_document
 SELECT pg_notify('alfrd_documents', %(document_id)s::text);
 
+-- fragment: filters
+-- The filters of `alfrd search` and `alfrd list` (db/search_filters.py); trashed rows never
+-- match. A filter passed as NULL is folded away when the statement is planned with its values.
+d.deleted_at IS NULL
+AND (%(tags)s::text[] IS NULL OR d.tags @> %(tags)s::text[])
+AND (%(status)s::text IS NULL OR d.status = %(status)s::text)
+AND (%(document_type)s::text IS NULL OR lower(d.document_type) = lower(%(document_type)s::text))
+AND (%(correspondent)s::text IS NULL OR lower(d.correspondent) = lower(%(correspondent)s::text))
+AND (%(date_from)s::date IS NULL OR d.document_date >= %(date_from)s::date)
+AND (%(date_until)s::date IS NULL OR d.document_date < %(date_until)s::date)
+AND (%(after)s::date IS NULL
+     OR coalesce(d.document_date, d.created_at::date) >= %(after)s::date)
+AND (%(before)s::date IS NULL
+     OR coalesce(d.document_date, d.created_at::date) <= %(before)s::date)
+AND (%(ingested_after)s::date IS NULL OR d.created_at >= %(ingested_after)s::date)
+AND (%(ingested_before)s::date IS NULL OR d.created_at < %(ingested_before)s::date + 1)
+
+-- fragment: tsquery
+-- The query db/search_query.py built from what the user typed: quoted, escaped pieces.
+to_tsquery(%(config)s::regconfig, %(tsquery)s::text) AS q(query)
+
 -- name: search_match_count
 -- How many documents match, counted only up to a cap: above it the query is "broad".
 SELECT count(*) AS n
 FROM (
     SELECT 1
-    FROM documents d, websearch_to_tsquery(%(config)s::regconfig, %(query)s) AS q(query)
+    FROM documents d, {tsquery}
     WHERE d.search_vector @@ q.query
-      AND (%(tag)s::text IS NULL OR d.tags @> ARRAY[%(tag)s::text])
+      AND {filters}
     LIMIT %(cap)s
 ) AS capped;
 
+-- name: search_matches
+-- Not run: `alfrd search` asks the planner how many rows it expects this to return (EXPLAIN),
+-- together with the table's size, to choose how a broad query finds its newest matches.
+SELECT 1
+FROM documents d, {tsquery}
+WHERE d.search_vector @@ q.query
+  AND {filters};
+
+-- name: search_newest_sample
+-- How many of the newest %(sample)s documents (that pass the filters) match: a measured
+-- density for a broad query whose row estimate is in doubt (a short prefix is estimated low).
+SELECT count(*) AS n
+FROM (
+    SELECT d.search_vector
+    FROM documents d
+    WHERE {filters}
+    ORDER BY d.created_at DESC
+    LIMIT %(sample)s
+) AS newest, {tsquery}
+WHERE newest.search_vector @@ q.query;
+
+-- name: documents_estimate
+SELECT reltuples::bigint AS n FROM pg_class WHERE oid = 'documents'::regclass;
+
 -- fragment: snippet
--- The snippet of a search result, for both search queries (included as {snippet}).
-ts_headline(d.search_config,
-            left(concat_ws(E'\n', d.title,
-                           coalesce(nullif(d.extracted_text, ''), d.original_name)),
-                 200000),
-            hits.query,
-            'StartSel=[[, StopSel=]], MaxWords=30, MinWords=10, MaxFragments=2');
+-- The best fragment of a result: at most MaxWords words, the matches between \x02 and \x03
+-- (db/snippet.py turns them into offsets or bold and caps the length: runs of punctuation
+-- such as dotted leaders are no words and would pass MaxWords). Both search queries use it.
+left(ts_headline(d.search_config,
+                 left(translate(concat_ws(E'\n', d.title,
+                                          coalesce(nullif(d.extracted_text, ''),
+                                                   d.original_name)),
+                                E'\x02\x03', '  '),
+                      200000),
+                 hits.query,
+                 E'StartSel=\x02, StopSel=\x03, MaxWords=30, MinWords=12, MaxFragments=1'),
+     4000)
+
+-- fragment: result_columns
+d.id, d.original_name, d.tags, d.status, d.created_at, d.document_type, d.correspondent,
+d.document_date, hits.rank
 
 -- name: search_documents
 -- Rank every match, then build snippets for the page of results only (ts_headline re-parses
 -- text). Used when the match count is below search.rank_window.
-SELECT d.id, d.original_name, d.tags, d.status, d.created_at, hits.rank,
-       {snippet} AS snippet
+SELECT {result_columns}, {snippet} AS snippet
 FROM (
     SELECT d.id, ts_rank_cd(d.search_vector, q.query) AS rank, q.query
-    FROM documents d,
-         websearch_to_tsquery(%(config)s::regconfig, %(query)s) AS q(query)
+    FROM documents d, {tsquery}
     WHERE d.search_vector @@ q.query
-      AND (%(tag)s::text IS NULL OR d.tags @> ARRAY[%(tag)s::text])
+      AND {filters}
     ORDER BY rank DESC, d.created_at DESC
     LIMIT %(limit)s
 ) AS hits
@@ -109,18 +161,41 @@ ORDER BY hits.rank DESC, d.created_at DESC;
 -- name: search_documents_newest
 -- A broad query (more matches than search.rank_window): rank only the newest rank_window
 -- matches, found by walking the created_at index, instead of scoring every match.
-SELECT d.id, d.original_name, d.tags, d.status, d.created_at, hits.rank,
-       {snippet} AS snippet
+SELECT {result_columns}, {snippet} AS snippet
 FROM (
     SELECT recent.id, ts_rank_cd(recent.search_vector, recent.query) AS rank, recent.query,
            recent.created_at
     FROM (
         SELECT d.id, d.search_vector, d.created_at, q.query
-        FROM documents d,
-             websearch_to_tsquery(%(config)s::regconfig, %(query)s) AS q(query)
+        FROM documents d, {tsquery}
         WHERE d.search_vector @@ q.query
-          AND (%(tag)s::text IS NULL OR d.tags @> ARRAY[%(tag)s::text])
+          AND {filters}
         ORDER BY d.created_at DESC
+        LIMIT %(window)s
+    ) AS recent
+    ORDER BY rank DESC, recent.created_at DESC
+    LIMIT %(limit)s
+) AS hits
+JOIN documents d ON d.id = hits.id
+ORDER BY hits.rank DESC, d.created_at DESC;
+
+-- name: search_documents_newest_of_few
+-- A broad query with few matches for the archive's size (db/search.py says how few): the
+-- matches come from the GIN index as a bitmap, and the newest rank_window of them are sorted
+-- out by created_at. Walking the created_at index instead would read (and detoast the
+-- search_vector of) window / density rows, many times the number of matches. Ordering by an
+-- expression of created_at keeps the planner from choosing that walk; its cost estimate
+-- leaves the detoasting out.
+SELECT {result_columns}, {snippet} AS snippet
+FROM (
+    SELECT recent.id, ts_rank_cd(recent.search_vector, recent.query) AS rank, recent.query,
+           recent.created_at
+    FROM (
+        SELECT d.id, d.search_vector, d.created_at, q.query
+        FROM documents d, {tsquery}
+        WHERE d.search_vector @@ q.query
+          AND {filters}
+        ORDER BY d.created_at + interval '0 seconds' DESC
         LIMIT %(window)s
     ) AS recent
     ORDER BY rank DESC, recent.created_at DESC
@@ -132,11 +207,11 @@ ORDER BY hits.rank DESC, d.created_at DESC;
 -- name: list_documents
 -- ocr_state: where a document stands in the OCR queue (NULL: OCR never had it).
 SELECT d.id, d.original_name, d.source_path, d.tags, d.status, d.mime_type, d.size_bytes,
-       d.created_at, d.error, j.state AS ocr_state
+       d.created_at, d.error, d.document_type, d.correspondent, d.document_date,
+       j.state AS ocr_state
 FROM documents d
 LEFT JOIN ocr_jobs j ON j.document_id = d.id
-WHERE (%(status)s::text IS NULL OR d.status = %(status)s)
-  AND (%(tag)s::text IS NULL OR d.tags @> ARRAY[%(tag)s::text])
+WHERE {filters}
 ORDER BY d.created_at DESC, d.id
 LIMIT %(limit)s;
 
