@@ -94,8 +94,8 @@ def cmd_get(args: argparse.Namespace) -> int:
         idents = list(args.ids)
         found: list[str] = []
         if args.search is not None:
-            rows, _ = search(conn, args.search, config=settings.search.language,
-                             limit=args.limit)
+            rows = search(conn, args.search, config=settings.search.language,
+                          limit=args.limit).rows
             found = [str(r["id"]) for r in rows if str(r["id"]) not in idents]
             idents += found
         for ident in idents:
