@@ -24,11 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
 from alfrd_daemon.config.hooks import HooksSettings
-from alfrd_daemon.db.pool import Database, DatabaseUnavailable, connect
+from alfrd_daemon.db.listen import Listener
+from alfrd_daemon.db.pool import Database, DatabaseUnavailable
 from alfrd_daemon.hooks.command import LEASE_VARIABLE, HookResult, hook_environment, run_hook
 from alfrd_daemon.hooks.queue import HookQueue, Run
 from alfrd_daemon.logs import event
@@ -75,8 +73,9 @@ class HookRunner:
         self.stats = HookStats()
         self.busy: dict[str, float] = {}  # "<hook> <document id>" → when it started
         self.declared = False
-        self.listening = False
         self._stop = threading.Event()
+        self._listener = Listener(db, CHANNEL, self._stop, self.wake, log, timeout=LISTEN_TIMEOUT,
+                                  retry_seconds=DB_RETRY_SECONDS)
         self._cond = threading.Condition()
         self._generation = 0
         self._threads: list[threading.Thread] = []
@@ -90,7 +89,7 @@ class HookRunner:
             return
         for i in range(self.settings.workers):
             self._spawn(self._work_loop, f"alfrd-hook-{i}")
-        self._spawn(self._listen_loop, "alfrd-hook-listen")
+        self._spawn(self._listener.run, "alfrd-hook-listen")
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -109,6 +108,10 @@ class HookRunner:
 
     def alive(self) -> bool:
         return all(t.is_alive() for t in self._threads)
+
+    @property
+    def listening(self) -> bool:
+        return self._listener.listening
 
     def wake(self) -> None:
         with self._cond:
@@ -224,29 +227,6 @@ class HookRunner:
             again = f"; tried again in {delay:g} s" if state == "queued" else ""
             event(log, "hook_failed", f"{run.hook} hook failed for {name}: {result.error}"
                   f"{again}", level=logging.WARNING, error=result.error, **fields)
-
-    # --- LISTEN --------------------------------------------------------------------------------
-    def _listen_loop(self) -> None:
-        """One connection of our own, LISTENing; after an outage it wakes the runners, since
-        notifications sent meanwhile are lost."""
-        while not self._stop.is_set():
-            try:
-                with connect(self.db.conninfo, autocommit=True,
-                             connect_timeout=self.db.connect_timeout) as conn:
-                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
-                    self.listening = True
-                    self.wake()
-                    while not self._stop.is_set():
-                        # A short timeout: a stop is noticed within it.
-                        for _note in conn.notifies(timeout=LISTEN_TIMEOUT, stop_after=64):
-                            self.wake()
-            except (DatabaseUnavailable, psycopg.Error) as exc:
-                log.debug("hook listener: %s", exc)
-            except Exception:  # a bug must not end the listener: the poll covers meanwhile
-                log.exception("hook listener error")
-            finally:
-                self.listening = False
-            self._stop.wait(DB_RETRY_SECONDS)
 
     # --- state ---------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import DictRow
 
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.dates import DateResult, date_document
-from alfrd_daemon.db.pool import Database, DatabaseUnavailable, connect
+from alfrd_daemon.db.listen import Listener
+from alfrd_daemon.db.pool import Database, DatabaseUnavailable
 from alfrd_daemon.extract.api import EXTRACTOR_VERSIONS, ExtractLimits, PermanentExtractionError
 from alfrd_daemon.extract.pool import ExtractorPool, ExtractorUnavailable
 from alfrd_daemon.extract.sniff import FOLDER
@@ -111,12 +111,13 @@ class OcrService:
         self.engine: str | None = None
         self.busy: dict[str, float] = {}  # document id → when its worker took it
         self._stop = threading.Event()
+        self._listener = Listener(db, CHANNEL, self._stop, self.wake, log, timeout=1.0,
+                                  retry_seconds=DB_RETRY_SECONDS)
         self._cond = threading.Condition()
         self._generation = 0  # bumped by every wake-up; a worker sleeps only if it is unchanged
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._checked_at = 0.0
-        self.listening = False
         # Told each document's OCR seconds and pages read (the daemon's metrics).
         self.observe: Callable[[float, int], None] | None = None
 
@@ -125,7 +126,7 @@ class OcrService:
         self._check_engine()
         for i in range(self.size):
             self._spawn(self._work_loop, f"alfrd-ocr-{i}")
-        self._spawn(self._listen_loop, "alfrd-ocr-listen")
+        self._spawn(self._listener.run, "alfrd-ocr-listen")
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -148,6 +149,10 @@ class OcrService:
 
     def alive(self) -> bool:
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    @property
+    def listening(self) -> bool:
+        return self._listener.listening
 
     def wake(self) -> None:
         with self._cond:
@@ -371,28 +376,6 @@ class OcrService:
             if self.queue.release(job, delay):
                 self.stats.released += 1
         self.wake()
-
-    # --- LISTEN --------------------------------------------------------------------------------
-    def _listen_loop(self) -> None:
-        """One connection of our own, LISTENing; reconnects after an outage and then wakes the
-        workers, since notifications sent meanwhile are lost."""
-        while not self._stop.is_set():
-            try:
-                with connect(self.db.conninfo, autocommit=True,
-                             connect_timeout=self.db.connect_timeout) as conn:
-                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
-                    self.listening = True
-                    self.wake()
-                    while not self._stop.is_set():
-                        for _note in conn.notifies(timeout=1.0, stop_after=64):
-                            self.wake()
-            except (DatabaseUnavailable, psycopg.Error) as exc:
-                log.debug("OCR listener: %s", exc)
-            except Exception:  # a bug must not end the listener: the poll covers meanwhile
-                log.exception("OCR listener error")
-            finally:
-                self.listening = False
-            self._stop.wait(DB_RETRY_SECONDS)
 
     # --- state ---------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
