@@ -14,6 +14,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from tests.samples import pdf_file
+
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 FONT_PX = 40
 LINE_PX = 60
@@ -71,21 +73,6 @@ def image_pdf(pages: Sequence[Image.Image], resolution: float = 150.0) -> bytes:
     return out.getvalue()
 
 
-def _pdf_file(objects: Sequence[bytes]) -> bytes:
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for n, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{n} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    for off in offsets:
-        out += f"{off:010d} 00000 n \n".encode()
-    out += (f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n"
-            .encode())
-    return bytes(out)
-
-
 def _stream(data: bytes, extra: str = "") -> bytes:
     packed = zlib.compress(data)
     return (f"<< /Length {len(packed)} /Filter /FlateDecode {extra}>>\nstream\n".encode()
@@ -115,7 +102,7 @@ def mixed_pdf(text_lines: Sequence[str], scan: Image.Image, dpi: float = 150.0) 
                                 f"/BitsPerComponent 8 "),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
-    return _pdf_file(objects)
+    return pdf_file(objects)
 
 
 def slow_render_pdf(curves: int = 40_000) -> bytes:
@@ -134,7 +121,7 @@ def slow_render_pdf(curves: int = 40_000) -> bytes:
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
         _stream(b"\n".join(ops)),
     ]
-    return _pdf_file(objects)
+    return pdf_file(objects)
 
 
 def huge_png(width: int, height: int) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -23,6 +24,11 @@ def make_pdf(pages: list[str]) -> bytes:
         objects.append(f"<< /Length {len(stream)} /Filter /FlateDecode >>\nstream\n".encode()
                        + stream + b"\nendstream")
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    return pdf_file(objects)
+
+
+def pdf_file(objects: Sequence[bytes]) -> bytes:
+    """A PDF of these numbered objects (1 is the catalog), with a real xref table."""
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for n, body in enumerate(objects, start=1):
