@@ -85,7 +85,10 @@ def test_each_supported_type_becomes_a_searchable_row(tmp_path: Path, db_url: st
                            ("pangolin", "scan.pdf"), ("kilowatt", "scan.pdf")]:
             hits = search_json(config, word)
             assert [h["name"] for h in hits] == [name], (word, hits)
-            assert "[[" in hits[0]["snippet"] and hits[0]["rank"] > 0
+            # --json: a plain snippet, the matches as [start, end) offsets into it.
+            start, end = hits[0]["matches"][0]
+            assert hits[0]["snippet"][start:end].lower().startswith(word.split()[0][:4].lower())
+            assert hits[0]["rank"] > 0
             assert set(hits[0]) >= {"id", "name", "tags", "rank", "snippet"}
         assert search_json(config, "zebra") == []  # script text is not document text
         # Any text a user types is a valid query.
