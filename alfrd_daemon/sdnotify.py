@@ -50,6 +50,7 @@ NOTIFY_ENV_VARS: tuple[str, ...] = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_
 # systemd drains its notification socket promptly; a bounded wait only matters when the
 # receiver is wedged, and then the daemon must keep running rather than block forever.
 _SEND_TIMEOUT_S = 1.0
+_SEND_RETRY_S = 0.02
 
 def _load_sd_daemon() -> ModuleType | None:
     try:
@@ -197,10 +198,20 @@ class Notifier:
         addr = _socket_address(self.address)
         if addr is None:
             return False
+        data = message.encode()
+        deadline = time.monotonic() + _SEND_TIMEOUT_S
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(_SEND_TIMEOUT_S)
-            sock.sendto(message.encode(), addr)
-        return True
+            while True:
+                try:
+                    sock.sendto(data, socket.MSG_DONTWAIT, addr)
+                    return True
+                except BlockingIOError:
+                    # The receiver's queue is full. Not a socket timeout: poll() reports an
+                    # AF_UNIX datagram socket writable while its peer's queue is full, so
+                    # Python's timed send spun on the CPU (and the GIL) for the whole timeout.
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(_SEND_RETRY_S)
 
     def ready(self, status: str | None = None) -> None:
         """READY=1, also after a reload has finished."""

@@ -201,6 +201,7 @@ class BenchDaemon:
         self.process = DaemonProcess(config, work / "daemon.log", env=self.notify.env())
         self.spawned_at = float("nan")
         self.ready_at = float("nan")
+        self._stopped = threading.Event()
 
     @property
     def pid(self) -> int:
@@ -217,7 +218,16 @@ class BenchDaemon:
         # Its arrival time, not when wait() returned (it listens on for a moment), in the
         # wall-clock time that commit receipts are measured in.
         self.ready_at = time.time() - (time.monotonic() - self.notify.messages[i][0])
+        # Read on, as systemd does: a queue left full makes every later notification wait.
+        threading.Thread(target=self._drain_notify, daemon=True, name="bench-notify").start()
         return self
+
+    def _drain_notify(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                self.notify.pump()
+            except OSError:  # closed by stop()
+                return
 
     def assert_alive(self) -> None:
         self.process.assert_alive()
@@ -235,6 +245,7 @@ class BenchDaemon:
         except AssertionError as exc:  # killed after ignoring SIGTERM: keep the figures
             log(str(exc)[:1000])
         finally:
+            self._stopped.set()
             self.notify.close()
 
 

@@ -240,3 +240,22 @@ def test_watchdog_environment(
 def test_child_environ_drops_notify_variables() -> None:
     env = {"NOTIFY_SOCKET": "@x", "WATCHDOG_USEC": "1", "WATCHDOG_PID": "2", "PATH": "/bin"}
     assert child_environ(env) == {"PATH": "/bin"}
+
+
+def test_a_receiver_that_reads_nothing_costs_time_but_no_cpu(
+    path_socket: tuple[str, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full notification queue (a wedged receiver, or a test harness that stopped reading)
+    makes a send give up after its bound; waiting for room must sleep, not spin. Python's own
+    timed send on an AF_UNIX datagram socket spun for the whole bound: poll() reports it
+    writable while the peer's queue is full. The daemon's main loop sends twice a second, so
+    the spin took a fifth of a core from OCR and ingest."""
+    address, _receiver = path_socket  # never read
+    notifier = _notifier(address, "fallback", monkeypatch)
+    while notifier.notify("STATUS=filling the queue"):
+        pass  # until a send gives up: the queue is full now
+    cpu, wall = time.thread_time(), time.monotonic()
+    assert notifier.notify("WATCHDOG=1") is False
+    cpu, wall = time.thread_time() - cpu, time.monotonic() - wall
+    assert wall >= 0.9, "the send gave up before its bound"
+    assert cpu < wall / 4, f"{cpu:.2f} s of CPU while waiting {wall:.2f} s"
