@@ -81,8 +81,9 @@ def _filter_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--correspondent", type=utf8_text, help="correspondent (any case)")
     g.add_argument("--date", type=_period_arg, metavar="2024|2024-03|2024-03-05",
                    help="the document's date is in this year, month or day")
-    for name, what in (("after", "on or after"), ("before", "on or before")):
-        g.add_argument(f"--{name}", type=_day_arg, metavar="YYYY-MM-DD",
+    # --from/--to: the same bounds under the names the date-range issue used for them.
+    for name, alias, what in (("after", "from", "on or after"), ("before", "to", "on or before")):
+        g.add_argument(f"--{name}", f"--{alias}", dest=name, type=_day_arg, metavar="YYYY-MM-DD",
                        help=f"the document's date (else its ingest date) is {what} this day")
         g.add_argument(f"--ingested-{name}", type=_day_arg, metavar="YYYY-MM-DD",
                        help=f"ingested {what} this day")

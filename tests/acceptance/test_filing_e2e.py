@@ -61,3 +61,5 @@ def test_the_electricity_bills_of_2024(tmp_path: Path, db_url: str) -> None:
         assert names(config, "search", "electric", "--date", "2024") == bills_2024
         assert names(config, "search", "electricity", "--before", "2023-12-31") == {"old.txt"}
         assert names(config, "list", "--date", "2024-06") == {"june.pdf", "letter.txt"}
+        assert names(config, "list", "--from", "2024-06-02", "--to", "2024-12-31") == \
+            {"june.pdf", "photo.png"}
