@@ -116,6 +116,32 @@ class Server:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _descendants(pid: int, *, include_self: bool = False) -> list[int]:
+    found = [pid] if include_self else []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            children = Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            found.extend(_descendants(int(child), include_self=True))
+    return found
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass  # gone between listing and reading: it holds no memory now
+    return 0
+
+
 def db_summary(url: str) -> dict[str, int]:
     with psycopg.connect(url) as c:
         row = c.execute(
@@ -234,6 +260,11 @@ class BenchDaemon:
 
     def memory_kb(self) -> dict[str, int]:
         return self.process.memory_kb()
+
+    def tree_rss_kb(self) -> int:
+        """VmRSS of the daemon plus every process under it (the extractor pool, tools). A sum
+        of RSS counts pages the children share with each other twice: an upper bound."""
+        return sum(_rss_kb(pid) for pid in _descendants(self.pid, include_self=True))
 
     def log(self) -> str:
         return self.process.log()

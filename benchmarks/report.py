@@ -135,8 +135,10 @@ def targets(sc: dict[str, Any]) -> str:
                      _verdict(v < TARGET_P99_MS_AT_200)])
     rs = sc.get("rss")
     if rs:
-        v = rs["vmhwm_mb"]
-        rows.append([f"peak RSS < 200 MB with {rs['files']:,}-file backlog", f"{v:.0f} MB",
+        # The extractor pool counts: the daemon plus its children, sampled 4 times a second.
+        v = max(rs["vmhwm_mb"], rs.get("tree_rss_max_sampled_mb", 0.0))
+        rows.append([f"peak RSS < 200 MB with {rs['files']:,}-file backlog, extractors "
+                     f"counted", f"{v:.0f} MB (daemon alone {rs['vmhwm_mb']:.0f})",
                      _verdict(v < TARGET_RSS_MB)])
     s = sc.get("search")
     if s:

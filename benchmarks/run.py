@@ -13,7 +13,8 @@ in this order, whatever the order given to --only):
   live      the daemon running; the corpus renamed into the inbox from a staging dir
   latency   close-to-commit latency at paced rates (--latency-rates, default 50,200,1000/s)
   nofsync   backlog with store.fsync: false (report only; off unless --nofsync)
-  rss       backlog of --backlog N files (default off): throughput and peak RSS (VmHWM)
+  rss       backlog of --backlog N files + --pdfs (default off): throughput, peak RSS (VmHWM)
+            and the sampled RSS of the daemon with its extractor children
   search    --search-docs N generated documents (default off): search query p50/p95
   reindex   same database as search: batched UPDATE search_config, max ingest stall
 
@@ -42,6 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # also when run as `python benchmarks/run.py`
     sys.path.insert(0, str(REPO))
 
+from alfrd_daemon.db.search import DEFAULT_RANK_WINDOW  # noqa: E402
 from benchmarks import scenarios  # noqa: E402
 from benchmarks.corpus import make_corpus  # noqa: E402
 from benchmarks.harness import DEFAULT_URL, Server, log  # noqa: E402
@@ -97,6 +99,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="documents for search + reindex (0: off; 1000000 for the target)")
     p.add_argument("--search-words", type=int, default=80, help="words per generated document")
     p.add_argument("--no-reindex", action="store_true", help="skip reindex after search")
+    p.add_argument("--rank-window", type=int, default=DEFAULT_RANK_WINDOW,
+                   help="newest matches a broad search ranks (alfrd search uses the default)")
+    p.add_argument("--search-url", default="",
+                   help="search an existing database of generated rows instead of making one "
+                        "(kept; reindex changes its search_config)")
     p.add_argument("--nofsync", action="store_true",
                    help="also run the backlog with store.fsync: false (report only)")
     p.add_argument("--profile", type=Path,

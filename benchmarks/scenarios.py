@@ -57,6 +57,8 @@ class Bench:
 
     def generated_documents(self) -> tuple[str, float]:
         """The database of --search-docs generated rows; made once, dropped at the run's end."""
+        if self.generated is None and self.args.search_url:
+            self.generated = (self.args.search_url, 0.0)
         if self.generated is None:
             url = self.stack.enter_context(self.server.database("search"))
             self.generated = (url, generate_documents(url, self.args.search_docs,
@@ -114,7 +116,8 @@ def nofsync(b: Bench) -> dict[str, Any]:
 
 def rss(b: Bench) -> dict[str, Any]:
     """A backlog of --backlog files: throughput and peak RSS (VmHWM)."""
-    big = make_corpus(b.work / "bigcorpus", b.args.backlog, 0, 1, b.args.file_size,
+    big = make_corpus(b.work / "bigcorpus", b.args.backlog, b.args.pdfs, b.args.pdf_pages,
+                      b.args.file_size,
                       prefix="big")
     try:
         return _ingest(b, big, "rss", live=False, profile=True, sample_rss=True)
@@ -140,6 +143,7 @@ def _ingest(b: Bench, corpus: list[Path], name: str, *, live: bool, profile: boo
         result: dict[str, Any] = {"files": len(files), "workers": workers, "fsync": fsync}
         prof = None
         rss_samples: list[int] = []
+        tree_samples: list[int] = []
         try:
             d.start()
             result["startup_seconds"] = d.ready_at - d.spawned_at
@@ -158,6 +162,7 @@ def _ingest(b: Bench, corpus: list[Path], name: str, *, live: bool, profile: boo
                 d.assert_alive()
                 if sample_rss:
                     rss_samples.append(d.memory_kb().get("VmRSS", 0))
+                    tree_samples.append(d.tree_rss_kb())
                 if prof is not None and not dumped and time.time() - t0 > 5:
                     prof.snapshot()
                     dumped = True
@@ -171,6 +176,7 @@ def _ingest(b: Bench, corpus: list[Path], name: str, *, live: bool, profile: boo
                 "complete": n >= len(files)})
             if rss_samples:
                 result["vmrss_max_sampled_mb"] = max(rss_samples) / 1024
+                result["tree_rss_max_sampled_mb"] = max(tree_samples) / 1024
             if n < len(files):
                 log(f"{name}: only {n}/{len(files)} committed before the deadline")
         finally:
@@ -280,7 +286,8 @@ def search(b: Bench, repeats: int = 3) -> dict[str, Any]:
     """--search-docs generated documents: query p50/p95 per band, plans, the CLI once."""
     url, gen_seconds = b.generated_documents()
     q = QUERIES["search_documents"]
-    out: dict[str, Any] = {"documents": b.args.search_docs, "generate_seconds": gen_seconds}
+    out: dict[str, Any] = {"documents": b.args.search_docs, "generate_seconds": gen_seconds,
+                           "rank_window": b.args.rank_window}
     groups = search_queries()
     with psycopg.connect(url) as c:
         c.execute("SELECT 1")
@@ -307,7 +314,8 @@ def search(b: Bench, repeats: int = 3) -> dict[str, Any]:
                     # What `alfrd search` runs: a capped match count, then full ranking or,
                     # for a broad query, ranking of the newest matches only.
                     t0 = time.perf_counter()
-                    found = alfrd_search(c, term, config="english", limit=20)
+                    found = alfrd_search(c, term, config="english", limit=20,
+                                         window=b.args.rank_window)
                     ms.append((time.perf_counter() - t0) * 1000)
                     hits.append(len(found.rows))
                     broad_count += found.broad

@@ -24,13 +24,14 @@ def test_benchmark_smoke(request: pytest.FixtureRequest, tmp_path: Path,
     rc = bench.main([
         "--database-url", admin, "--files", "200", "--pdfs", "3",
         "--latency-rates", "100", "--latency-seconds", "1",
-        "--search-docs", "2000", "--search-words", "40",
+        "--search-docs", "2000", "--search-words", "40", "--backlog", "300",
         "--json", str(out), "--workdir", str(tmp_path)])
     assert rc == 0
     printed = capsys.readouterr().out
     res = json.loads(out.read_text())
     sc = res["scenarios"]
-    assert set(sc) == {"limit", "naive", "backlog", "live", "latency", "search", "reindex"}
+    assert set(sc) == {"limit", "naive", "backlog", "live", "latency", "rss", "search",
+                       "reindex"}
 
     for name in ("limit", "naive", "backlog", "live"):
         r = sc[name]
@@ -41,12 +42,17 @@ def test_benchmark_smoke(request: pytest.FixtureRequest, tmp_path: Path,
         assert sc[name]["committed"] == 203 and sc[name]["inbox_left"] == 0
         assert _positive(sc[name]["vmhwm_mb"])
 
+    # The backlog's PDFs start the extractor pool; its children count in the peak.
+    rs = sc["rss"]
+    assert rs["committed"] == rs["files"] == 303 and rs["inbox_left"] == 0
+    assert rs["tree_rss_max_sampled_mb"] > rs["vmrss_max_sampled_mb"] > 0
+
     lat = sc["latency"]["100"]
     assert lat["committed"] == lat["files"] == 100
     assert all(_positive(lat[k]) for k in ("p50_ms", "p95_ms", "p99_ms", "achieved_rate"))
 
     s = sc["search"]
-    assert s["documents"] == 2000 and s["cli_ok"]
+    assert s["documents"] == 2000 and s["cli_ok"] and s["rank_window"] == 200
     assert _positive(s["p50_ms"]) and _positive(s["p95_ms"])
     assert all(_positive(b["p95_ms"]) for b in s["bands"].values())
     assert s["explain"]
