@@ -22,8 +22,13 @@ $(STAMP): setup.cfg pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/alfrd run $(ARGS)
 
+# Most tests wait on a daemon, a deadline or PostgreSQL rather than the CPU, so the suite runs
+# in more processes than there are cores (4 on a 2-core machine took the suite from 8.5 to 4.3
+# minutes). Each process has its own databases (and its own cluster when no server is given).
+TEST_WORKERS ?= 4
+
 test: $(STAMP)
-	PYTHONFAULTHANDLER=1 $(PY) -m pytest $(ARGS)
+	PYTHONFAULTHANDLER=1 $(PY) -m pytest -n $(TEST_WORKERS) $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run $(ARGS)
