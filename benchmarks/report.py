@@ -92,8 +92,9 @@ def search(sc: dict[str, Any]) -> str:
     rows = [[b, v["queries"], v["example_matching_docs"], v["p50_ms"], v["p95_ms"],
              v["max_ms"]] for b, v in s["bands"].items()]
     return (f"\nSearch over {s['documents']:,} documents (ms, in-process, "
-            f"search_documents LIMIT 20; GIN index used for a rare term: "
-            f"{s['gin_index_used']})\n"
+            f"alfrd_daemon.db.search.search LIMIT 20; GIN index used for a rare term: "
+            f"{s['gin_index_used']}; BitmapAnd for a mid word's prefix: "
+            f"{s.get('mid_prefix_bitmap_and')})\n"
             + table(["query band", "queries", "docs matching e.g.", "p50", "p95", "max"], rows)
             + f"\noverall (all bands): p50 {fmt(s['p50_ms'])} ms, "
             f"p95 {fmt(s['p95_ms'])} ms; CLI end to end once: "
@@ -142,9 +143,10 @@ def targets(sc: dict[str, Any]) -> str:
                      _verdict(v < TARGET_RSS_MB)])
     s = sc.get("search")
     if s:
-        v = s["p95_ms"]
-        rows.append([f"search p95 < 50 ms at {s['documents']:,} docs", f"{v:.1f} ms",
-                     _verdict(v < TARGET_SEARCH_P95_MS)])
+        worst = max(s["bands"], key=lambda band: s["bands"][band]["p95_ms"])
+        v = s["bands"][worst]["p95_ms"]
+        rows.append([f"search p95 < 50 ms in every band at {s['documents']:,} docs",
+                     f"{v:.1f} ms ({worst})", _verdict(v < TARGET_SEARCH_P95_MS)])
     ri = sc.get("reindex")
     if ri:
         v = ri["max_stall_s"]

@@ -1,9 +1,9 @@
 """Named queries: the SQL files under db/sql, read once, asked for by name.
 
 A block starting `-- name: x` is the statement x. A block starting `-- fragment: y` is a piece
-of SQL that statements of the same file include as `{y}`: it is pasted in when the file is
-read, so the text sent to the server is exactly as if it were written out, and values still
-travel only as parameters.
+of SQL that statements (and other fragments) of the same file include as `{y}`: it is pasted
+in when the file is read, so the text sent to the server is exactly as if it were written out,
+and values still travel only as parameters.
 """
 
 from __future__ import annotations
@@ -36,12 +36,17 @@ def parse_named_queries(text: str, source: str = "<text>") -> dict[str, str]:
         blocks[kind][name.strip()] = body.strip().rstrip(";")
     fragments = blocks["fragment"]
 
-    def paste(match: re.Match[str]) -> str:
-        if match.group(1) not in fragments:
-            raise ValueError(f"{source}: no fragment named {match.group(1)!r}")
-        return fragments[match.group(1)]
+    def expand(body: str, within: tuple[str, ...]) -> str:
+        def paste(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in fragments:
+                raise ValueError(f"{source}: no fragment named {name!r}")
+            if name in within:
+                raise ValueError(f"{source}: fragment {name!r} includes itself")
+            return expand(fragments[name], (*within, name))
+        return _REFERENCE.sub(paste, body)
 
-    return {name: _REFERENCE.sub(paste, body) for name, body in blocks["name"].items()}
+    return {name: expand(body, ()) for name, body in blocks["name"].items()}
 
 
 QUERIES = load_named_queries("queries.sql")

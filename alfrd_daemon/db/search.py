@@ -1,15 +1,25 @@
 """Full-text search over documents, fast for rare and for very common words alike.
 
 Scoring every match costs time in proportion to the number of matches (a word in a fifth of a
-million documents took ~0.6 s). So the match count is first counted up to a cap; a broad query
-ranks only its newest `window` matches. Those are found one of two ways, whichever reads fewer
-rows: walking the created_at index until `window` matches turned up (about window / density
-rows, each with its search_vector detoasted), or taking every match from the GIN index as a
-bitmap and sorting by created_at (one heap visit per match, no detoasting). The planner's own
-choice between them leaves the detoasting out of its costs and walked 25,000 rows (105 ms)
-where the bitmap took 11 ms, so the choice is made here from its row estimate. That estimate
-is low for short prefixes (`fio`: 2,267 expected, 13,997 found), so before taking the bitmap
-the newest rows are sampled: a query dense among them is walked instead.
+million documents took ~0.6 s), so a query ranks only its newest `window` matches: all of them
+when no more matched, and then it is not broad. Those newest matches are found one of three
+ways, chosen here from the planner's row estimate m among N documents, because the planner's
+own choice leaves out that the walk reads every search_vector it passes (it walked 25,000 rows,
+105 ms, where a bitmap took 11 ms):
+
+- few matches: the GIN index gives all of them as a bitmap (one heap page per match);
+- more: that bitmap ANDed with a bitmap of the newest rows from the created_at index, so only
+  the pages of the newest ~CUT_MARGIN·window matches are read; the cut is widened when the
+  estimate was high and too few fell inside it;
+- many: walk the created_at index newest first until window + 1 matches turned up (about
+  window·N/m rows).
+
+Measured at 1,000,000 generated documents (BENCHMARKS.md): a heap page of a bitmap match costs
+~5 µs, a row of the created_at index ~0.2 µs (counted once to find the cut, once for its
+bitmap), a walked row ~2 µs, a GIN bitmap entry ~0.4 µs. With CUT_MARGIN = 2, the cut beats the
+bitmap from m ≈ √(window·N / 8) and the walk beats the cut from m ≈ √(4.5·window·N): at window
+200 and N 1,000,000, 5,000 and 30,000 matches. The estimate is good because migration 008
+keeps 10,000 of the column's most common lexemes.
 """
 
 from __future__ import annotations
@@ -27,67 +37,90 @@ from alfrd_daemon.db.search_query import to_tsquery_text
 from alfrd_daemon.db.snippet import Snippet, make_snippet
 
 DEFAULT_RANK_WINDOW = 200
-# Measured at 200,000 generated documents: a walked row costs ~4.5 µs (detoasting), a bitmap
-# match ~2.7 µs. The walk reads window·N/m rows, the bitmap m: equal at m = √(window·N·ratio).
-WALK_TO_BITMAP_COST = 1.7
-SAMPLE_PER_WINDOW = 5  # the sample is this many times the window: ~4.5 ms at window 200
+CUT_FROM = 1 / 8  # the cut pays from m = √(CUT_FROM · window · N)
+WALK_FROM = 4.5  # the walk pays from m = √(WALK_FROM · window · N)
+CUT_MARGIN = 2  # the cut holds this many times `window` matches, by the estimate
+CUT_WIDENING = 8  # too few inside the cut: this many times more rows, until there is no cut
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the newest matches are found: "bitmap" (every match, or with `newest_rows` only
+    those among the newest that many documents) or "walk"."""
+
+    strategy: str
+    newest_rows: int | None = None
 
 
 @dataclass
 class SearchResult:
     rows: list[DictRow]  # each with a `snippet` (db.snippet.Snippet) in place of the headline
-    broad: bool  # only the newest `window` matches were ranked
+    broad: bool  # more than `window` matched: only the newest `window` were ranked
     tsquery: str  # what the typed text became (to_tsquery input; empty: nothing searchable)
-    strategy: str = "rank-all"  # rank-all | newest-walk | newest-bitmap
+    strategy: str = "bitmap"  # bitmap | bitmap-of-newest | walk
 
 
 def search_params(query: str, *, config: str, filters: Filters | None = None,
-                  limit: int = 20) -> dict[str, Any]:
+                  limit: int = 20, window: int = DEFAULT_RANK_WINDOW,
+                  newest_rows: int | None = None) -> dict[str, Any]:
     """The parameters of the search queries in queries.sql."""
     return {"tsquery": to_tsquery_text(query), "config": config, "limit": limit,
-            **(filters or Filters()).params()}
+            "window": window, "newest_rows": newest_rows, **(filters or Filters()).params()}
 
 
-def bitmap_is_cheaper(expected_matches: float, documents: float, window: int) -> bool:
-    """Whether the newest `window` of `expected_matches` among `documents` rows are found
-    with fewer row reads through the GIN bitmap than by walking the created_at index."""
-    if documents <= 0:
-        return True
-    return expected_matches <= math.sqrt(window * documents * WALK_TO_BITMAP_COST)
+def choose_plan(expected_matches: float, documents: float, window: int) -> Plan:
+    """The cheapest way to the newest `window` of `expected_matches` among `documents`."""
+    m, n = max(expected_matches, 1.0), documents
+    if n <= 0 or m <= math.sqrt(CUT_FROM * window * n):
+        return Plan("bitmap")  # never analyzed (n = -1 → 0): the bitmap is never a disaster
+    if m >= math.sqrt(WALK_FROM * window * n):
+        return Plan("walk")
+    return Plan("bitmap", newest_rows=math.ceil(CUT_MARGIN * window * n / m))
 
 
 def search(
     conn: psycopg.Connection[Any], query: str, *, config: str, filters: Filters | None = None,
-    limit: int = 20, window: int = DEFAULT_RANK_WINDOW,
+    limit: int = 20, window: int = DEFAULT_RANK_WINDOW, plan: Plan | None = None,
 ) -> SearchResult:
-    params = search_params(query, config=config, filters=filters, limit=limit)
+    """The best `limit` of the newest `window` matches. `plan`: how to find them (tests);
+    None chooses from the planner's estimate."""
+    params = search_params(query, config=config, filters=filters, limit=limit, window=window)
     if not params["tsquery"]:
         return SearchResult([], False, "")
     cur = conn.cursor(row_factory=dict_row)
+    if plan is None:
+        plan = plan_search(cur, params)
+    if plan.strategy == "walk":
+        rows = _run(cur, "search_documents_newest", params)
+        strategy = "walk"
+    else:
+        cut = plan.newest_rows
+        strategy = "bitmap" if cut is None else "bitmap-of-newest"
+        while True:
+            rows = _run(cur, "search_documents_newest_of_few", {**params, "newest_rows": cut})
+            # More than `window` inside the cut: the newest window + 1 of all are among them.
+            if cut is None or (rows and rows[0]["more"]):
+                break
+            cut = cut * CUT_WIDENING
+            if cut >= _documents(cur):
+                cut = None
+    broad = bool(rows and rows[0]["more"])
+    for row in rows:
+        row["snippet"] = make_snippet(row["snippet"])
+        del row["more"]
+    return SearchResult(rows, broad, params["tsquery"], strategy)
+
+
+def plan_search(cur: psycopg.Cursor[DictRow], params: dict[str, Any]) -> Plan:
+    """The plan choose_plan makes for these search_params from the planner's estimate."""
+    return choose_plan(_expected_rows(cur, params), _documents(cur), params["window"])
+
+
+def _run(cur: psycopg.Cursor[DictRow], name: str, params: dict[str, Any]) -> list[DictRow]:
     # prepare=False: a server-side prepared statement soon switches to a generic plan, and
     # the right plan depends on how common the words are (seen: 20 ms became 130 ms) and on
     # which filters are given (a NULL filter folds away only in a plan made for its values).
-    count = cur.execute(QUERIES["search_match_count"], {**params, "cap": window + 1},
-                        prepare=False).fetchone()
-    broad = bool(count and count["n"] > window)
-    name, strategy = "search_documents", "rank-all"
-    if broad:
-        name, strategy = "search_documents_newest", "newest-walk"
-        documents = _documents(cur)
-        expected = _expected_rows(cur, params)
-        if bitmap_is_cheaper(expected, documents, window):
-            sample = SAMPLE_PER_WINDOW * window
-            found = cur.execute(QUERIES["search_newest_sample"], {**params, "sample": sample},
-                                prepare=False).fetchone()
-            sampled = found["n"] if found else 0
-            # At least `window` matches among the newest `sample`: the walk stops within them.
-            if sampled < window and bitmap_is_cheaper(
-                    max(expected, sampled / sample * documents), documents, window):
-                name, strategy = "search_documents_newest_of_few", "newest-bitmap"
-    rows = cur.execute(QUERIES[name], {**params, "window": window}, prepare=False).fetchall()
-    for row in rows:
-        row["snippet"] = make_snippet(row["snippet"])
-    return SearchResult(rows, broad, params["tsquery"], strategy)
+    return cur.execute(QUERIES[name], params, prepare=False).fetchall()
 
 
 def _expected_rows(cur: psycopg.Cursor[DictRow], params: dict[str, Any]) -> float:
@@ -110,5 +143,5 @@ def list_documents(conn: psycopg.Connection[Any], *, filters: Filters | None = N
                        prepare=False).fetchall()
 
 
-__all__ = ["DEFAULT_RANK_WINDOW", "SearchResult", "Snippet", "list_documents", "search",
-           "search_params"]
+__all__ = ["DEFAULT_RANK_WINDOW", "Plan", "SearchResult", "Snippet", "choose_plan",
+           "list_documents", "plan_search", "search", "search_params"]

@@ -17,8 +17,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from alfrd_daemon.db import pgtools
-from alfrd_daemon.db.queries import QUERIES
-from alfrd_daemon.db.search import search_params
+from alfrd_daemon.db.search import search
 from alfrd_daemon.jobs.backup import ARCHIVE_RE, list_backups
 from tests.helpers import query, run_cli, write_config
 
@@ -53,9 +52,8 @@ def search_results(db_url: str) -> dict[str, list[tuple[str, str]]]:
     out = {}
     with psycopg.connect(db_url) as conn:
         for words in SEARCHES:
-            rows = conn.execute(QUERIES["search_documents"],
-                                search_params(words, config="english", limit=20)).fetchall()
-            out[words] = [(str(r[0]), r[1]) for r in rows]
+            rows = search(conn, words, config="english", limit=20).rows
+            out[words] = [(str(r["id"]), r["original_name"]) for r in rows]
     return out
 
 

@@ -49,20 +49,21 @@ def test_search_uses_the_gin_index_and_weights_names_above_body(db_url: str) -> 
                 "INSERT INTO documents (original_name, source_path, status, extracted_text) "
                 "VALUES (%s, %s, 'extracted', %s)", (name, name, text))
         params = search_params("gas bill", config="english", limit=10)
-        rows = conn.execute(QUERIES["search_documents"], params).fetchall()
+        rows = conn.execute(QUERIES["search_documents_newest_of_few"], params).fetchall()
         assert [r["original_name"] for r in rows] == ["gas_bill.txt", "notes.txt"]
         # A table this small is read sequentially; forbid that to see whether the index fits.
         conn.execute("SET enable_seqscan = off")
         plan = "\n".join(r["QUERY PLAN"] for r in conn.execute(
-            "EXPLAIN " + QUERIES["search_documents"], params))
+            "EXPLAIN " + QUERIES["search_documents_newest_of_few"], params))
         assert "documents_search_vector_idx" in plan, plan
 
 
 @pytest.mark.parametrize("query", ['"', "-", "a & | !", "(((", "café OR", ":*", ""])
 def test_any_user_text_is_a_valid_query(db_url: str, query: str) -> None:
     with psycopg.connect(db_url, row_factory=dict_row) as conn:
-        conn.execute(QUERIES["search_documents"],
-                     search_params(query, config="english", limit=5)).fetchall()
+        for name in ("search_documents_newest", "search_documents_newest_of_few"):
+            conn.execute(QUERIES[name], search_params(query, config="english", limit=5,
+                                                      newest_rows=10)).fetchall()
 
 
 def test_text_longer_than_a_tsvector_can_hold_is_still_stored(db_url: str) -> None:

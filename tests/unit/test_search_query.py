@@ -124,12 +124,17 @@ def test_a_long_snippet_is_cut_around_its_first_match() -> None:
     assert make_snippet("") .text == ""
 
 
-def test_the_bitmap_is_chosen_for_few_matches_and_the_walk_for_many() -> None:
-    from alfrd_daemon.db.search import bitmap_is_cheaper
+def test_the_bitmap_is_chosen_for_few_matches_the_cut_for_more_and_the_walk_for_many() -> None:
+    from alfrd_daemon.db.search import Plan, choose_plan
 
-    # sqrt(200 · 1,000,000 · 1.7) ≈ 18,400 matches is where both read as many rows
-    assert bitmap_is_cheaper(2_000, 1_000_000, 200)
-    assert bitmap_is_cheaper(18_000, 1_000_000, 200)
-    assert not bitmap_is_cheaper(19_000, 1_000_000, 200)
-    assert not bitmap_is_cheaper(400_000, 1_000_000, 200)
-    assert bitmap_is_cheaper(10, 0, 200)  # never analyzed: the bitmap is never a disaster
+    # at window 200 and 1,000,000 documents: the cut from √(200 · 10⁶ / 8) = 5,000 matches,
+    # the walk from √(4.5 · 200 · 10⁶) = 30,000
+    assert choose_plan(200, 1_000_000, 200) == Plan("bitmap")
+    assert choose_plan(4_900, 1_000_000, 200) == Plan("bitmap")
+    assert choose_plan(5_100, 1_000_000, 200) == Plan("bitmap", newest_rows=78_432)
+    assert choose_plan(20_000, 1_000_000, 200) == Plan("bitmap", newest_rows=20_000)
+    assert choose_plan(29_000, 1_000_000, 200).newest_rows == 13_794
+    assert choose_plan(31_000, 1_000_000, 200) == Plan("walk")
+    assert choose_plan(400_000, 1_000_000, 200) == Plan("walk")
+    assert choose_plan(10, 0, 200) == Plan("bitmap")  # never analyzed: never a disaster
+    assert choose_plan(0, 1_000_000, 200) == Plan("bitmap")

@@ -90,37 +90,13 @@ AND (%(ingested_before)s::date IS NULL OR d.created_at < %(ingested_before)s::da
 -- The query db/search_query.py built from what the user typed: quoted, escaped pieces.
 to_tsquery(%(config)s::regconfig, %(tsquery)s::text) AS q(query)
 
--- name: search_match_count
--- How many documents match, counted only up to a cap: above it the query is "broad".
-SELECT count(*) AS n
-FROM (
-    SELECT 1
-    FROM documents d, {tsquery}
-    WHERE d.search_vector @@ q.query
-      AND {filters}
-    LIMIT %(cap)s
-) AS capped;
-
 -- name: search_matches
 -- Not run: `alfrd search` asks the planner how many rows it expects this to return (EXPLAIN),
--- together with the table's size, to choose how a broad query finds its newest matches.
+-- together with the table's size, to choose how a query finds its newest matches.
 SELECT 1
 FROM documents d, {tsquery}
 WHERE d.search_vector @@ q.query
   AND {filters};
-
--- name: search_newest_sample
--- How many of the newest %(sample)s documents (that pass the filters) match: a measured
--- density for a broad query whose row estimate is in doubt (a short prefix is estimated low).
-SELECT count(*) AS n
-FROM (
-    SELECT d.search_vector
-    FROM documents d
-    WHERE {filters}
-    ORDER BY d.created_at DESC
-    LIMIT %(sample)s
-) AS newest, {tsquery}
-WHERE newest.search_vector @@ q.query;
 
 -- name: documents_estimate
 SELECT reltuples::bigint AS n FROM pg_class WHERE oid = 'documents'::regclass;
@@ -143,66 +119,63 @@ left(ts_headline(d.search_config,
 d.id, d.original_name, d.tags, d.status, d.created_at, d.document_type, d.correspondent,
 d.document_date, hits.rank
 
--- name: search_documents
--- Rank every match, then build snippets for the page of results only (ts_headline re-parses
--- text). Used when the match count is below search.rank_window.
-SELECT {result_columns}, {snippet} AS snippet
+-- fragment: rank_newest_open
+-- The search queries below find a query's newest window + 1 matches, newest first, between
+-- rank_newest_open and rank_newest_close, which rank the first `window` of them: `more` says
+-- that more than `window` matched (the query is broad and the older matches were left out).
+-- With no more than `window` matches, every match is ranked. Snippets are built for the page
+-- of results only (ts_headline re-parses text).
+SELECT {result_columns}, {snippet} AS snippet, hits.more
 FROM (
-    SELECT d.id, ts_rank_cd(d.search_vector, q.query) AS rank, q.query
-    FROM documents d, {tsquery}
-    WHERE d.search_vector @@ q.query
-      AND {filters}
-    ORDER BY rank DESC, d.created_at DESC
+    SELECT ranked.id, ts_rank_cd(ranked.search_vector, ranked.query) AS rank, ranked.query,
+           ranked.created_at, ranked.more
+    FROM (
+        SELECT newest.*, row_number() OVER (ORDER BY newest.created_at DESC) AS nth,
+               count(*) OVER () > %(window)s AS more
+        FROM (
+
+-- fragment: rank_newest_close
+        ) AS newest
+    ) AS ranked
+    WHERE ranked.nth <= %(window)s
+    ORDER BY rank DESC, ranked.created_at DESC
     LIMIT %(limit)s
 ) AS hits
 JOIN documents d ON d.id = hits.id
-ORDER BY hits.rank DESC, d.created_at DESC;
+ORDER BY hits.rank DESC, d.created_at DESC
 
 -- name: search_documents_newest
--- A broad query (more matches than search.rank_window): rank only the newest rank_window
--- matches, found by walking the created_at index, instead of scoring every match.
-SELECT {result_columns}, {snippet} AS snippet
-FROM (
-    SELECT recent.id, ts_rank_cd(recent.search_vector, recent.query) AS rank, recent.query,
-           recent.created_at
-    FROM (
-        SELECT d.id, d.search_vector, d.created_at, q.query
-        FROM documents d, {tsquery}
-        WHERE d.search_vector @@ q.query
-          AND {filters}
-        ORDER BY d.created_at DESC
-        LIMIT %(window)s
-    ) AS recent
-    ORDER BY rank DESC, recent.created_at DESC
-    LIMIT %(limit)s
-) AS hits
-JOIN documents d ON d.id = hits.id
-ORDER BY hits.rank DESC, d.created_at DESC;
+-- Many matches for the archive's size: walk the created_at index, newest first, until
+-- window + 1 matches turned up (about window / density rows, each one's search_vector read).
+{rank_newest_open}
+            SELECT d.id, d.search_vector, d.created_at, q.query
+            FROM documents d, {tsquery}
+            WHERE d.search_vector @@ q.query
+              AND {filters}
+            ORDER BY d.created_at DESC
+            LIMIT %(window)s + 1
+{rank_newest_close};
 
 -- name: search_documents_newest_of_few
--- A broad query with few matches for the archive's size (db/search.py says how few): the
--- matches come from the GIN index as a bitmap, and the newest rank_window of them are sorted
--- out by created_at. Walking the created_at index instead would read (and detoast the
--- search_vector of) window / density rows, many times the number of matches. Ordering by an
--- expression of created_at keeps the planner from choosing that walk; its cost estimate
--- leaves the detoasting out.
-SELECT {result_columns}, {snippet} AS snippet
-FROM (
-    SELECT recent.id, ts_rank_cd(recent.search_vector, recent.query) AS rank, recent.query,
-           recent.created_at
-    FROM (
-        SELECT d.id, d.search_vector, d.created_at, q.query
-        FROM documents d, {tsquery}
-        WHERE d.search_vector @@ q.query
-          AND {filters}
-        ORDER BY d.created_at + interval '0 seconds' DESC
-        LIMIT %(window)s
-    ) AS recent
-    ORDER BY rank DESC, recent.created_at DESC
-    LIMIT %(limit)s
-) AS hits
-JOIN documents d ON d.id = hits.id
-ORDER BY hits.rank DESC, d.created_at DESC;
+-- Fewer matches: the GIN index gives them as a bitmap, and the newest are sorted out by
+-- created_at (ordering by an expression of it keeps the planner from choosing the walk, whose
+-- cost estimate leaves reading the search_vector out). With newest_rows given, only documents
+-- among the newest that many are considered: a bitmap of them from the created_at index is
+-- ANDed with the GIN bitmap, so only their pages are read, not one page per match.
+-- db/search.py widens the cut when fewer than window + 1 matches fell inside it.
+{rank_newest_open}
+            SELECT d.id, d.search_vector, d.created_at, q.query
+            FROM documents d, {tsquery}
+            WHERE d.search_vector @@ q.query
+              AND {filters}
+              AND (%(newest_rows)s::bigint IS NULL
+                   OR d.created_at >= coalesce(
+                       (SELECT created_at FROM documents
+                        ORDER BY created_at DESC OFFSET %(newest_rows)s::bigint - 1 LIMIT 1),
+                       '-infinity'))
+            ORDER BY d.created_at + interval '0 seconds' DESC
+            LIMIT %(window)s + 1
+{rank_newest_close};
 
 -- name: list_documents
 -- ocr_state: where a document stands in the OCR queue (NULL: OCR never had it).
