@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,72 @@ def _rss_kb(pid: int) -> int:
     except OSError:
         pass  # gone between listing and reading: it holds no memory now
     return 0
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat from field 3 on (after the parenthesised name, which may hold spaces)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def _cpu_with_reaped(pid: int) -> float:
+    """User + system CPU seconds of a process and of its children it has already waited for
+    (a child's CPU moves into its parent's cutime/cstime when reaped, so summing this over
+    live processes counts every process once, however many come and go)."""
+    f = _stat_fields(pid)
+    if f is None:
+        return 0.0
+    # fields 14 to 17 of stat(5): utime, stime, cutime, cstime (from field 3: index 11 to 14)
+    return sum(int(x) for x in f[11:15]) / _TICK
+
+
+def tree_cpu_seconds(pid: int) -> tuple[float, float]:
+    """(the process's own CPU, its descendants' CPU including those it reaped), seconds."""
+    f = _stat_fields(pid)
+    if f is None:
+        return 0.0, 0.0
+    own = (int(f[11]) + int(f[12])) / _TICK
+    reaped = (int(f[13]) + int(f[14])) / _TICK
+    return own, reaped + sum(_cpu_with_reaped(p) for p in _descendants(pid))
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of every PostgreSQL process on this machine (server processes are named
+    `postgres`; a backend that ended is counted in the postmaster's cutime). Needs the
+    rights to read their /proc entries; other databases' work is included."""
+    total = 0.0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{entry.name}/comm").read_text().strip() == "postgres":
+                total += _cpu_with_reaped(int(entry.name))
+        except OSError:
+            continue
+    return total
+
+
+@dataclass
+class CpuSplit:
+    """CPU seconds spent by the daemon, its children and PostgreSQL between two readings."""
+
+    daemon_pid: int
+    start: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def begin(self) -> CpuSplit:
+        self.start = (*tree_cpu_seconds(self.daemon_pid), postgres_cpu_seconds())
+        return self
+
+    def end(self) -> dict[str, float]:
+        now = (*tree_cpu_seconds(self.daemon_pid), postgres_cpu_seconds())
+        d, c, p = (b - a for a, b in zip(self.start, now, strict=True))
+        return {"cpu_daemon_s": d, "cpu_children_s": c, "cpu_postgres_s": p}
 
 
 def db_summary(url: str) -> dict[str, int]:

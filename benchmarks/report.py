@@ -70,7 +70,42 @@ def throughput(sc: dict[str, Any]) -> str:
     if not rows:
         return ""
     return ("Throughput (same corpus, same server, fresh database each)\n"
-            + table(["scenario", "files", "seconds", "files/s", "vs limit", "vs naive"], rows))
+            + table(["scenario", "files", "seconds", "files/s", "vs limit", "vs naive"], rows)
+            + ratios(sc) + cpu_split(sc))
+
+
+ALFRD_SCENARIOS = ("backlog", "live", "nofsync", "rss")
+
+
+def ratios(sc: dict[str, Any]) -> str:
+    """One line per daemon scenario in a form a script can read (issue 12)."""
+    lim, nai = _rate(sc, "limit"), _rate(sc, "naive")
+    lines = []
+    for key in ALFRD_SCENARIOS:
+        fps = _rate(sc, key)
+        if fps is None or not lim or not nai:
+            continue
+        lines.append(f"    {key + ':':9s}alfrd/limit = {fps / lim:.2f}  "
+                     f"alfrd/naive = {fps / nai:.2f}")
+    return "\n\n" + "\n".join(lines) if lines else ""
+
+
+def cpu_split(sc: dict[str, Any]) -> str:
+    """CPU seconds (and µs per committed file) of the daemon, its extractor children and every
+    PostgreSQL process, from the first file available to the last commit."""
+    rows = []
+    for key in ALFRD_SCENARIOS:
+        r = sc.get(key)
+        if not r or "cpu_daemon_s" not in r or not r.get("committed"):
+            continue
+        n = r["committed"]
+        parts = [r["cpu_daemon_s"], r["cpu_children_s"], r["cpu_postgres_s"]]
+        rows.append([key, *(f"{v:.1f} s ({v / n * 1e6:,.0f} µs/file)" for v in parts),
+                     f"{sum(parts) / r['seconds']:.2f}"])
+    if not rows:
+        return ""
+    return ("\n\nCPU split (user + system; PostgreSQL: every server process on the machine)\n"
+            + table(["scenario", "daemon", "children", "PostgreSQL", "cores busy"], rows))
 
 
 def latency(sc: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ from benchmarks.corpus import TextMaker, copy_corpus, generate_documents, make_c
 from benchmarks.harness import (
     COPY_COLUMNS,
     BenchDaemon,
+    CpuSplit,
     Listener,
     Server,
     copy_limit,
@@ -150,6 +151,7 @@ def _ingest(b: Bench, corpus: list[Path], name: str, *, live: bool, profile: boo
             result["startup_seconds"] = d.ready_at - d.spawned_at
             if profile and a.profile is not None:
                 prof = Profiler(d.pid, a.profile, name, a.profile_seconds, a.profile_gil)
+            cpu = CpuSplit(d.pid).begin()
             if live:
                 t0 = time.time()
                 for p in files:
@@ -170,6 +172,7 @@ def _ingest(b: Bench, corpus: list[Path], name: str, *, live: bool, profile: boo
                 time.sleep(0.25)
             t_end = listener.last_time()
             n = listener.count()
+            result.update(cpu.end())
             vm = d.memory_kb()
             result.update({
                 "committed": n, "seconds": t_end - t0, "files_per_s": n / (t_end - t0),

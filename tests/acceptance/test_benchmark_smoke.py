@@ -41,6 +41,11 @@ def test_benchmark_smoke(request: pytest.FixtureRequest, tmp_path: Path,
     for name in ("backlog", "live"):
         assert sc[name]["committed"] == 203 and sc[name]["inbox_left"] == 0
         assert _positive(sc[name]["vmhwm_mb"])
+        # the daemon hashes and commits and the server writes the rows: both did measurable
+        # work (three small PDFs may take the extractor children under one clock tick)
+        assert _positive(sc[name]["cpu_daemon_s"]) and _positive(sc[name]["cpu_postgres_s"])
+        assert sc[name]["cpu_children_s"] >= 0
+        assert f"{name}:" in printed and "alfrd/limit = 0." in printed
 
     # The backlog's PDFs start the extractor pool; its children count in the peak.
     rs = sc["rss"]
@@ -62,7 +67,8 @@ def test_benchmark_smoke(request: pytest.FixtureRequest, tmp_path: Path,
     assert _positive(ri["seconds"]) and _positive(ri["max_stall_s"])
     assert ri["batches"] >= 4 and ri["writer_commits_during"] > 0
 
-    for heading in ("Throughput", "files/s", "vs limit", "vs naive", "Close-to-commit latency",
+    for heading in ("Throughput", "files/s", "vs limit", "vs naive", "CPU split",
+                    "Close-to-commit latency",
                     "Search over 2,000 documents", "Reindex of", "Targets (issue 7)"):
         assert heading in printed, heading
     assert "PASS" in printed or "MISS" in printed
