@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from alfrd_daemon.dates.parsing import parse_day, parse_month
-from alfrd_daemon.dates.patterns import compiled, month_of
+from alfrd_daemon.dates.patterns import candidate_windows, compiled, month_of
 
 MAX_SUGGESTIONS = 5
 # Candidates read per source, so that a text of a thousand dates that are none costs no
@@ -194,18 +194,19 @@ def _parse(cand: _Candidate, languages: tuple[str, ...]) -> dt.date | None:
 
 def _candidates(text: str, filename: bool, options: DateOptions) -> Iterator[_Candidate]:
     pattern = compiled(filename=filename)
-    pos = 0
-    while pos < len(text):
-        m = pattern.search(text, pos)
-        if m is None:
-            return
-        cand = _candidate(m, options)
-        if cand is None:
-            # Not a date after all (a word that is no month): a date may start inside it.
-            pos = m.start() + 1
-            continue
-        pos = m.end()
-        yield cand
+    for start, end in candidate_windows(text):
+        pos = start
+        while pos < end:
+            m = pattern.search(text, pos, end)
+            if m is None:
+                break
+            cand = _candidate(m, options)
+            if cand is None:
+                # Not a date after all (a word that is no month): a date may start inside it.
+                pos = m.start() + 1
+                continue
+            pos = m.end()
+            yield cand
 
 
 def _candidate(m: re.Match[str], options: DateOptions) -> _Candidate | None:

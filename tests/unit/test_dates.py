@@ -218,3 +218,53 @@ def test_a_date_repeated_on_every_page_counts_once() -> None:
     text = "Stand Januar 2024. " * 20 + "Februar 2024, März 2024"
     result = find_dates(text, None, DMY, TODAY)
     assert [s.shown() for s in result.suggestions] == ["2024-01", "2024-02", "2024-03"]
+
+
+def _whole_text_scan(text: str, filename: bool) -> list[tuple[int, int]]:
+    """What _candidates did before it searched windows: the pattern tried at every position
+    (after a match its end, after a rejected word the next character)."""
+    from alfrd_daemon.dates.detect import _candidate
+    from alfrd_daemon.dates.patterns import compiled
+
+    pattern, pos, spans = compiled(filename=filename), 0, []
+    while pos < len(text):
+        m = pattern.search(text, pos)
+        if m is None:
+            break
+        if _candidate(m, DMY) is None:
+            pos = m.start() + 1
+            continue
+        spans.append(m.span())
+        pos = m.end()
+    return spans
+
+
+_PIECES = ["5. März 2024", "March 5th, 2024", "5th of March, 2024", "Mar.\t\t\t 5,   2024",
+           "Juli 2019", "05.03.2024", "2024-03-05", "3/5/24", "12.03.20245", "v1.2.2024",
+           "1.2.3.4", "IMG_20240305_1015", "2024_03_05", "Rechnung5. März 2024", "\u0665\u0660",
+           "Seite 1 2024", "of", "_", " ", "  \n  ", ".", ",", "-", "/", "Mai", "September",
+           "noword", "31. April 2024", "7", "19", "2023", "x" * 30, " " * 40, "März" + " " * 40
+           + "2024", "5." + "_" * 30 + "Mai 2024",
+           # the longest reach from a start to its first digits (15 characters that are no
+           # gap), the longest forms, and what may follow a date
+           "September., 2024", "Sept.\t ,\t 2024", "25th. of September., 2024",
+           "12th.\t of \t September.,\t\t 2024",
+           "12.03.2024.5", "2024-03-05-1", "05.03.2024,7", "5.3.24/9"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_searching_windows_finds_what_a_scan_of_the_whole_text_finds(seed: int) -> None:
+    """The scan only searches near runs of digits (dates.patterns.candidate_windows); on
+    random jumbles of dates, near-dates, gaps of any length and words it finds the same
+    candidates, in the same order, as trying the pattern at every position."""
+    import random
+
+    from alfrd_daemon.dates.detect import _candidates
+
+    rng = random.Random(seed)
+    text = "".join(rng.choice(_PIECES) + rng.choice(["", " ", "\n", "_", ". "])
+                   for _ in range(rng.randrange(1, 60)))
+    for filename in (False, True):
+        found = [(c.offset, c.offset + len(c.shown))
+                 for c in _candidates(text, filename, DMY)]
+        assert found == _whole_text_scan(text, filename), text
