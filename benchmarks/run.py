@@ -107,7 +107,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--nofsync", action="store_true",
                    help="also run the backlog with store.fsync: false (report only)")
     p.add_argument("--profile", type=Path,
-                   help="py-spy the daemon during backlog; write raw stacks and a summary here")
+                   help="py-spy the daemon during backlog and live; raw stacks and a summary here")
     p.add_argument("--profile-seconds", type=int, default=20)
     p.add_argument("--profile-gil", action="store_true",
                    help="py-spy --gil: sample only the thread holding the GIL (CPU hot spots)")

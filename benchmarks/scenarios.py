@@ -108,7 +108,7 @@ def backlog(b: Bench) -> dict[str, Any]:
 
 def live(b: Bench) -> dict[str, Any]:
     """The daemon running; the corpus renamed into the inbox from a staging dir."""
-    return _ingest(b, b.corpus, "live", live=True, profile=False)
+    return _ingest(b, b.corpus, "live", live=True, profile=True)
 
 
 def nofsync(b: Bench) -> dict[str, Any]:

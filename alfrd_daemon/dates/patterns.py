@@ -127,6 +127,9 @@ def candidate_windows(text: str) -> Iterator[tuple[int, int]]:
     start = end = -1
     for run in _DIGIT_RUN.finditer(text):
         stop = run.end()
+        if run.start() <= end:  # its window reaches back at least this far: it joins
+            end = stop + _PAST_END
+            continue
         back = _BACK.match(backwards, len(text) - stop)
         first = stop - (back.end() - back.start()) if back else run.start()
         if first <= end:
