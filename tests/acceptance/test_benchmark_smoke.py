@@ -69,6 +69,6 @@ def test_benchmark_smoke(request: pytest.FixtureRequest, tmp_path: Path,
 
     for heading in ("Throughput", "files/s", "vs limit", "vs naive", "CPU split",
                     "Close-to-commit latency",
-                    "Search over 2,000 documents", "Reindex of", "Targets (issue 7)"):
+                    "Search over 2,000 documents", "Reindex of", "Targets (issues 7, 12 and 15)"):
         assert heading in printed, heading
     assert "PASS" in printed or "MISS" in printed
