@@ -166,14 +166,15 @@ def _cpu_with_reaped(pid: int) -> float:
     return sum(int(x) for x in f[11:15]) / _TICK
 
 
-def tree_cpu_seconds(pid: int) -> tuple[float, float]:
-    """(the process's own CPU, its descendants' CPU including those it reaped), seconds."""
+def tree_cpu_seconds(pid: int) -> tuple[float, float, float]:
+    """(the process's own user CPU, its own system CPU, its descendants' CPU including those
+    it reaped), seconds."""
     f = _stat_fields(pid)
     if f is None:
-        return 0.0, 0.0
-    own = (int(f[11]) + int(f[12])) / _TICK
+        return 0.0, 0.0, 0.0
     reaped = (int(f[13]) + int(f[14])) / _TICK
-    return own, reaped + sum(_cpu_with_reaped(p) for p in _descendants(pid))
+    return (int(f[11]) / _TICK, int(f[12]) / _TICK,
+            reaped + sum(_cpu_with_reaped(p) for p in _descendants(pid)))
 
 
 def postgres_cpu_seconds() -> float:
@@ -197,7 +198,7 @@ class CpuSplit:
     """CPU seconds spent by the daemon, its children and PostgreSQL between two readings."""
 
     daemon_pid: int
-    start: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    start: tuple[float, ...] = ()
 
     def begin(self) -> CpuSplit:
         self.start = (*tree_cpu_seconds(self.daemon_pid), postgres_cpu_seconds())
@@ -205,8 +206,9 @@ class CpuSplit:
 
     def end(self) -> dict[str, float]:
         now = (*tree_cpu_seconds(self.daemon_pid), postgres_cpu_seconds())
-        d, c, p = (b - a for a, b in zip(self.start, now, strict=True))
-        return {"cpu_daemon_s": d, "cpu_children_s": c, "cpu_postgres_s": p}
+        user, system, c, p = (b - a for a, b in zip(self.start, now, strict=True))
+        return {"cpu_daemon_s": user + system, "cpu_daemon_system_s": system,
+                "cpu_children_s": c, "cpu_postgres_s": p}
 
 
 def db_summary(url: str) -> dict[str, int]:
