@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import math
 import os
 import shutil
 import sys
@@ -87,6 +88,7 @@ class Server:
             self.admin = self.cluster.conninfo("postgres")
         with psycopg.connect(self.admin) as c:
             self.version = scalar(c, "SHOW server_version")
+            self.postmaster = postmaster_of(c)
             self.settings: dict[str, str] = dict(c.execute(
                 "SELECT name, setting FROM pg_settings WHERE name IN ('synchronous_commit',"
                 " 'fsync', 'shared_buffers', 'wal_level', 'max_wal_size')").fetchall())
@@ -177,35 +179,45 @@ def tree_cpu_seconds(pid: int) -> tuple[float, float, float]:
             reaped + sum(_cpu_with_reaped(p) for p in _descendants(pid)))
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU seconds of every PostgreSQL process on this machine (server processes are named
-    `postgres`; a backend that ended is counted in the postmaster's cutime). Needs the
-    rights to read their /proc entries; other databases' work is included."""
-    total = 0.0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            if Path(f"/proc/{entry.name}/comm").read_text().strip() == "postgres":
-                total += _cpu_with_reaped(int(entry.name))
-        except OSError:
-            continue
-    return total
+def postmaster_of(conn: psycopg.Connection[Any]) -> int | None:
+    """The pid of the server's postmaster (the parent of this connection's backend), when the
+    server runs on this machine and its /proc entries can be read; else None."""
+    backend = scalar(conn, "SELECT pg_backend_pid()")
+    try:
+        for line in Path(f"/proc/{backend}/status").read_text().splitlines():
+            if line.startswith("PPid:"):
+                parent = int(line.split()[1])
+                comm = Path(f"/proc/{parent}/comm").read_text().strip()
+                return parent if comm in ("postgres", "postmaster") else None
+    except OSError:
+        pass
+    return None
+
+
+def server_cpu_seconds(postmaster: int | None) -> float:
+    """CPU seconds of one PostgreSQL server: its postmaster and every process under it (a
+    backend that ended is counted in the postmaster's cutime). NaN when not known."""
+    if postmaster is None:
+        return math.nan
+    own, system, children = tree_cpu_seconds(postmaster)
+    return own + system + children
 
 
 @dataclass
 class CpuSplit:
-    """CPU seconds spent by the daemon, its children and PostgreSQL between two readings."""
+    """CPU seconds spent by the daemon, its children and the PostgreSQL server between two
+    readings."""
 
     daemon_pid: int
+    postmaster: int | None
     start: tuple[float, ...] = ()
 
     def begin(self) -> CpuSplit:
-        self.start = (*tree_cpu_seconds(self.daemon_pid), postgres_cpu_seconds())
+        self.start = (*tree_cpu_seconds(self.daemon_pid), server_cpu_seconds(self.postmaster))
         return self
 
     def end(self) -> dict[str, float]:
-        now = (*tree_cpu_seconds(self.daemon_pid), postgres_cpu_seconds())
+        now = (*tree_cpu_seconds(self.daemon_pid), server_cpu_seconds(self.postmaster))
         user, system, c, p = (b - a for a, b in zip(self.start, now, strict=True))
         return {"cpu_daemon_s": user + system, "cpu_daemon_system_s": system,
                 "cpu_children_s": c, "cpu_postgres_s": p}

@@ -100,11 +100,13 @@ def cpu_split(sc: dict[str, Any]) -> str:
             continue
         n = r["committed"]
         parts = [r["cpu_daemon_s"], r["cpu_children_s"], r["cpu_postgres_s"]]
-        rows.append([key, *(f"{v:.1f} s ({v / n * 1e6:,.0f} µs/file)" for v in parts),
+        rows.append([key, *("n/a" if math.isnan(v) else f"{v:.1f} s ({v / n * 1e6:,.0f} µs/file)"
+                            for v in parts),
                      f"{sum(parts) / r['seconds']:.2f}"])
     if not rows:
         return ""
-    return ("\n\nCPU split (user + system; PostgreSQL: every server process on the machine)\n"
+    return ("\n\nCPU split (user + system; PostgreSQL: the server's postmaster and every process "
+            "under it)\n"
             + table(["scenario", "daemon", "children", "PostgreSQL", "cores busy"], rows))
 
 

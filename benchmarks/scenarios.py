@@ -151,7 +151,7 @@ def _ingest(b: Bench, corpus: list[Path], name: str, *, live: bool, profile: boo
             result["startup_seconds"] = d.ready_at - d.spawned_at
             if profile and a.profile is not None:
                 prof = Profiler(d.pid, a.profile, name, a.profile_seconds, a.profile_gil)
-            cpu = CpuSplit(d.pid).begin()
+            cpu = CpuSplit(d.pid, b.server.postmaster).begin()
             if live:
                 t0 = time.time()
                 for p in files:
