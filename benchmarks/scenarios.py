@@ -300,23 +300,20 @@ def search(b: Bench, repeats: int = 3) -> dict[str, Any]:
         # The plan of one query of each kind `alfrd search` treats differently: a rare word
         # (every match from the GIN bitmap), the prefix of a mid word (that bitmap cut to the
         # newest rows at 1,000,000 documents) and a common word (the created_at walk).
-        plans, chosen = {}, {}
+        plans = {}
         for label, term in (("rare", groups["rare (rank 2000-5000)"][0]),
                             ("mid prefix", groups["prefix of a mid word"][0]),
                             ("common", groups["common (rank 1-20)"][0])):
             params = search_params(term, config="english", limit=20, window=b.args.rank_window)
             with c.cursor(row_factory=dict_row) as cur:
                 plan = plan_search(cur, params)
-            name = ("search_documents_newest" if plan.strategy == "walk"
-                    else "search_documents_newest_of_few")
-            lines = c.execute("EXPLAIN (ANALYZE, BUFFERS) " + QUERIES[name],
+            lines = c.execute("EXPLAIN (ANALYZE, BUFFERS) " + QUERIES[plan.query],
                               {**params, "newest_rows": plan.newest_rows},
                               prepare=False).fetchall()
-            plans[f"{label}: {term}"] = "\n".join(r[0] for r in lines)
-            chosen[label] = plans[f"{label}: {term}"]
-        out["explain"] = plans
-        out["gin_index_used"] = "documents_search_vector_idx" in chosen["rare"]
-        out["mid_prefix_bitmap_and"] = "BitmapAnd" in chosen["mid prefix"]
+            plans[label] = (term, "\n".join(r[0] for r in lines))
+        out["explain"] = {f"{label}: {term}": text for label, (term, text) in plans.items()}
+        out["gin_index_used"] = "documents_search_vector_idx" in plans["rare"][1]
+        out["mid_prefix_bitmap_and"] = "BitmapAnd" in plans["mid prefix"][1]
         all_ms: list[float] = []
         bands: dict[str, Any] = {}
         for band, terms in groups.items():

@@ -51,6 +51,12 @@ class Plan:
     strategy: str
     newest_rows: int | None = None
 
+    @property
+    def query(self) -> str:
+        """The name of its statement in queries.sql."""
+        return ("search_documents_newest" if self.strategy == "walk"
+                else "search_documents_newest_of_few")
+
 
 @dataclass
 class SearchResult:
@@ -88,22 +94,18 @@ def search(
     if not params["tsquery"]:
         return SearchResult([], False, "")
     cur = conn.cursor(row_factory=dict_row)
+    documents = _documents(cur)
     if plan is None:
-        plan = plan_search(cur, params)
-    if plan.strategy == "walk":
-        rows = _run(cur, "search_documents_newest", params)
-        strategy = "walk"
-    else:
-        cut = plan.newest_rows
-        strategy = "bitmap" if cut is None else "bitmap-of-newest"
-        while True:
-            rows = _run(cur, "search_documents_newest_of_few", {**params, "newest_rows": cut})
-            # More than `window` inside the cut: the newest window + 1 of all are among them.
-            if cut is None or (rows and rows[0]["more"]):
-                break
-            cut = cut * CUT_WIDENING
-            if cut >= _documents(cur):
-                cut = None
+        plan = choose_plan(_expected_rows(cur, params), documents, window)
+    cut = plan.newest_rows
+    strategy = "walk" if plan.strategy == "walk" else (
+        "bitmap" if cut is None else "bitmap-of-newest")
+    while True:
+        rows = _run(cur, plan.query, {**params, "newest_rows": cut})
+        # More than `window` inside the cut: the newest window + 1 of all are among them.
+        if cut is None or (rows and rows[0]["more"]):
+            break
+        cut = None if cut * CUT_WIDENING >= documents else cut * CUT_WIDENING
     broad = bool(rows and rows[0]["more"])
     for row in rows:
         row["snippet"] = make_snippet(row["snippet"])
