@@ -2,10 +2,10 @@
 
 Per file, a worker hashes, extracts and links the file into the store, then hands the prepared
 row here and moves on. One thread takes whatever has queued up (up to max_batch) and writes all
-rows in one pipelined transaction: one WAL flush for the batch instead of one per file, and no
-waiting between statements. Stored files are made durable before that commit: with little
-queued, each worker fsyncs its own file (in parallel); with a backlog, one syncfs(2) of the
-store's filesystem here covers the whole batch. Each file keeps its own outcome (ingested,
+rows in one transaction: one statement for the documents and one for their arrivals, one WAL
+flush for the batch instead of one per file. Stored files are made durable before that
+commit: with little queued, each worker fsyncs its own file (in parallel); with a backlog, one
+syncfs(2) of the store's filesystem here covers the whole batch. Each file keeps its own outcome (ingested,
 duplicate, or an error just for it): a batch that fails for one bad row is replayed file by
 file, so the others still land. At low rates a batch is a single file; nothing waits.
 """
@@ -13,6 +13,8 @@ file, so the others still land. At low rates a batch is a single file; nothing w
 from __future__ import annotations
 
 import ctypes
+import datetime as dt
+import json
 import logging
 import os
 import queue
@@ -25,6 +27,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import Jsonb
 
 from alfrd_daemon.db.pool import Database, DatabaseUnavailable
 from alfrd_daemon.db.queries import QUERIES
@@ -169,35 +172,91 @@ class Committer:
 def write_rows(
     db: Database, items: list[tuple[dict[str, Any], dict[str, Any]]]
 ) -> list[tuple[str, str, bool]]:
-    """Write documents and their arrivals in one transaction, statements pipelined: the
-    documents, then the rare conflicts one by one, then the arrivals, then NOTIFY for the new
-    documents. Returns (outcome, document_id, replayed) per item; replayed means the arrival
-    was already recorded (a claim finished again after a crash)."""
+    """Write documents and their arrivals in one transaction: the documents in one statement,
+    then the rare conflicts one by one in batch order, then the arrivals in one statement, then
+    NOTIFY for the new documents. Returns (outcome, document_id, replayed) per item; replayed
+    means the arrival was already recorded (a claim finished again after a crash)."""
+    first, later = _first_of_each(items)
     with db.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        cur.executemany(QUERIES["insert_document"], [row for row, _ in items], returning=True)
-        ids: list[Any] = []
-        while True:
-            got = cur.fetchone()
-            ids.append(got["id"] if got else None)
-            if not cur.nextset():
-                break
-        outcomes = [("ingested", doc_id) if doc_id is not None else _resolve_conflict(cur, row)
-                    for (row, _), doc_id in zip(items, ids, strict=True)]
-        arrivals = [{**arrival, "document_id": doc_id,
+        inserted: dict[str, Any] = {}
+        if first:
+            cur.execute(QUERIES["insert_documents"],
+                        {"rows": json_array([items[i][0] for i in first])})
+            inserted = {got["sha256"]: got["id"] for got in cur.fetchall()}
+        found: list[tuple[str, Any] | None] = [None] * len(items)
+        for i in first:
+            doc_id = inserted.get(items[i][0]["sha256"])
+            if doc_id is not None:
+                found[i] = ("ingested", doc_id)
+        # The conflicts in batch order, as if the files had come one after another.
+        outcomes = [got if got is not None
+                    else _insert_or_resolve(cur, items[i][0], retry=i in later)
+                    for i, got in enumerate(found)]
+        arrivals = [{**arrival, "document_id": str(doc_id),
                      "outcome": "failed" if row["status"] == "failed" else outcome}
                     for (row, arrival), (outcome, doc_id) in zip(items, outcomes, strict=True)]
-        cur.executemany(QUERIES["insert_arrival"], arrivals, returning=True)
-        recorded = []
-        while True:
-            recorded.append(cur.fetchone() is not None)
-            if not cur.nextset():
-                break
+        recorded = _record_arrivals(cur, arrivals)
         fresh = [str(doc_id) for (outcome, doc_id), new in zip(outcomes, recorded, strict=True)
                  if outcome == "ingested" and new]
         if fresh:
             cur.execute(QUERIES["notify_documents"], {"ids": fresh})
     return [(outcome, str(doc_id), not new)
             for (outcome, doc_id), new in zip(outcomes, recorded, strict=True)]
+
+
+Items = list[tuple[dict[str, Any], dict[str, Any]]]
+
+
+def _first_of_each(items: Items) -> tuple[list[int], set[int]]:
+    """Indexes of the rows whose content and id come first in the batch, and of the others: a
+    later copy of the same content must see the first one, as it would one file later."""
+    seen: set[str] = set()
+    first: list[int] = []
+    later: set[int] = set()
+    for i, (row, _) in enumerate(items):
+        keys = {row["sha256"]} if row.get("id") is None else {row["sha256"], f"id:{row['id']}"}
+        if keys & seen:
+            later.add(i)
+        else:
+            first.append(i)
+        seen |= keys
+    return first, later
+
+
+def _insert_or_resolve(cur: psycopg.Cursor[DictRow], row: dict[str, Any], *,
+                       retry: bool) -> tuple[str, Any]:
+    if retry:  # a later copy in the batch: inserted now if the first one was not
+        got = cur.execute(QUERIES["insert_document"], row).fetchone()
+        if got is not None:
+            return "ingested", got["id"]
+    return _resolve_conflict(cur, row)
+
+
+def _record_arrivals(cur: psycopg.Cursor[DictRow], arrivals: list[dict[str, Any]]) -> list[bool]:
+    """Whether each arrival was recorded now; a claim key already there (or earlier in the
+    batch) was not."""
+    cur.execute(QUERIES["insert_arrivals"], {"arrivals": json_array(arrivals)})
+    new = {got["claim_key"] for got in cur.fetchall()}
+    recorded = []
+    for arrival in arrivals:
+        key = arrival["claim_key"]
+        recorded.append(key in new)
+        new.discard(key)
+    return recorded
+
+
+def json_array(rows: list[dict[str, Any]]) -> str:
+    """Rows as one JSON array for jsonb_to_recordset. Their strings are already cleaned for
+    PostgreSQL (pgsafe), so the text keeps its characters as they are."""
+    return json.dumps(rows, ensure_ascii=False, default=_json_value)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Jsonb):
+        return value.obj
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} into a row")
 
 
 def _resolve_conflict(cur: psycopg.Cursor[DictRow], row: dict[str, Any]) -> tuple[str, Any]:

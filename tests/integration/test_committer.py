@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import threading
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from alfrd_daemon.db.pool import Database
-from alfrd_daemon.ingest.committer import Committer, Pending
+from alfrd_daemon.ingest.committer import Committer, Pending, write_rows
 
 
 def row(i: int, sha: str) -> dict[str, Any]:
@@ -63,3 +64,89 @@ def test_one_bad_row_does_not_sink_the_batch(db_url: str, tmp_path: Path) -> Non
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM documents").fetchone()[0] == 10
         assert conn.execute("SELECT count(*) FROM document_arrivals").fetchone()[0] == 11
+
+
+def tricky_batch() -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], list[str]]:
+    """Rows that meet every conflict a batch can hold, and the SQL that prepares them."""
+    sha = [hashlib.sha256(f"content {i}".encode()).hexdigest() for i in range(8)]
+    odd = row(0, sha[0]) | {
+        "original_name": "naïve \"quoted\" {braces}, 'apostrophes'\n.txt",
+        "tags": ["a,b", 'c"d', "{x}", "ü", "NULL"], "rule_tags": ["\\back"],
+        "title": "Résumé — 2026", "extracted_text": "line one\nline\ttwo \\ \u2603 😀",
+        "metadata": Jsonb({"nested": {"list": [1, 2.5, None, "x"]}, "flag": True}),
+        "document_date": dt.date(2026, 2, 28), "document_type": "Bill",
+        "correspondent": "ACME"}
+    folder_id = "6f1c0c1e-2a7b-4b8e-9a55-2d7d1c3f0a11"
+    failed = row(2, sha[2]) | {"status": "failed", "error": "bad", "extracted_text": None}
+    items = [
+        (odd, arrival(0)),
+        (row(1, sha[1]), arrival(1)),
+        (failed, arrival(2)),                               # failed, then its good copy
+        (row(3, sha[2]), arrival(3)),
+        (row(4, sha[1]), arrival(4)),                       # same content as file 1
+        (row(5, sha[3]), arrival(5)),                       # revives a trashed document
+        (row(6, sha[4]), arrival(6) | {"claim_key": "replayed"}),  # recorded before a crash
+        (row(7, sha[5]) | {"id": folder_id}, arrival(7)),  # a folder document's own id
+        (row(8, sha[6]) | {"id": folder_id}, arrival(8)),  # the same id, other content
+        (row(9, sha[7]), arrival(9)),
+        (row(10, sha[7]) | {"status": "failed", "error": "x"}, arrival(10)),  # good, failed
+        (row(11, sha[0]), arrival(11) | {"claim_key": "key-0"}),  # a key seen in the batch
+    ]
+    before = [(row(20, sha[3]), arrival(20)), (row(21, sha[4]), arrival(21) | {
+        "claim_key": "replayed"})]
+    return before + items, ["UPDATE documents SET deleted_at = now() WHERE source_path = 'f20.txt'"]
+
+
+def stored_rows(conn: psycopg.Connection[Any]) -> tuple[list[Any], list[Any]]:
+    docs = conn.execute(
+        "SELECT sha256, original_name, source_path, tags, mime_type, status, title,"
+        " extracted_text, metadata, error, document_type, correspondent, rule_tags,"
+        " document_date, deleted_at IS NULL, search_vector::text FROM documents"
+        " ORDER BY sha256").fetchall()
+    arrivals = conn.execute(
+        "SELECT a.claim_key, a.source_path, a.outcome, d.sha256 FROM document_arrivals a"
+        " JOIN documents d ON d.id = a.document_id ORDER BY a.claim_key").fetchall()
+    return docs, arrivals
+
+
+@pytest.mark.timeout(60)
+def test_a_batch_writes_what_its_files_one_by_one_would(db_url: str) -> None:
+    """One statement for the batch must give every file the outcome, and the tables the rows,
+    that writing the same files one after another gives."""
+    items, prepare = tricky_batch()
+    results = {}
+    snapshots = {}
+    db = Database(db_url, min_size=1, max_size=2)
+    db.open()
+    try:
+        for way in ("batch", "one by one"):
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                conn.execute("TRUNCATE documents CASCADE")
+            write_rows(db, items[:2])
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                for sql in prepare:
+                    conn.execute(sql)
+            rest = items[2:]
+            got = (write_rows(db, rest) if way == "batch"
+                   else [write_rows(db, [item])[0] for item in rest])
+            with psycopg.connect(db_url) as conn:
+                by_id = dict(conn.execute("SELECT id::text, sha256 FROM documents").fetchall())
+                snapshots[way] = stored_rows(conn)
+            results[way] = [(outcome, by_id[doc_id], replayed)
+                            for outcome, doc_id, replayed in got]
+    finally:
+        db.close()
+    assert results["batch"] == results["one by one"]
+    assert snapshots["batch"] == snapshots["one by one"]
+    outcomes = [outcome for outcome, _, _ in results["batch"]]
+    assert outcomes == ["ingested", "ingested", "ingested", "ingested", "duplicate", "ingested",
+                        "duplicate", "ingested", "duplicate", "ingested", "duplicate",
+                        "duplicate"]
+    assert [replayed for _, _, replayed in results["batch"]] == [False] * 6 + [True] + [
+        False] * 4 + [True]
+    odd = snapshots["batch"][0][[r[0] for r in snapshots["batch"][0]].index(items[2][0][
+        "sha256"])]
+    assert odd[1:4] == (items[2][0]["original_name"], items[2][0]["source_path"],
+                        items[2][0]["tags"])
+    assert odd[7:9] == (items[2][0]["extracted_text"], items[2][0]["metadata"].obj)
+    assert odd[13] == dt.date(2026, 2, 28)

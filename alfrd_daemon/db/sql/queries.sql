@@ -14,6 +14,28 @@ VALUES (coalesce(%(id)s, gen_random_uuid()), %(sha256)s, %(original_name)s, %(so
 ON CONFLICT DO NOTHING
 RETURNING id;
 
+-- name: insert_documents
+-- A committer batch in one statement (rows as a JSON array: one parse and plan instead of one
+-- per row, which cost PostgreSQL about 1.4 times the CPU per row). Rows whose content or id is taken
+-- are skipped, as by insert_document, and resolved by the caller; it passes each content and
+-- id once per statement, so which row of a batch is the new one never depends on order.
+INSERT INTO documents (id, sha256, original_name, source_path, tags, mime_type, size_bytes,
+                       stored_path, status, title, extracted_text, extractor, search_config,
+                       metadata, error, store_id, document_type, correspondent, rule_tags,
+                       document_date)
+SELECT coalesce(r.id, gen_random_uuid()), r.sha256, r.original_name, r.source_path,
+       coalesce(r.tags, '{}'), r.mime_type, r.size_bytes, r.stored_path, r.status, r.title,
+       r.extracted_text, r.extractor, r.search_config::regconfig, coalesce(r.metadata, '{}'),
+       r.error, r.store_id, r.document_type, r.correspondent, coalesce(r.rule_tags, '{}'),
+       r.document_date
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
+    id uuid, sha256 text, original_name text, source_path text, tags text[], mime_type text,
+    size_bytes bigint, stored_path text, status text, title text, extracted_text text,
+    extractor text, search_config text, metadata jsonb, error text, store_id uuid,
+    document_type text, correspondent text, rule_tags text[], document_date date)
+ON CONFLICT DO NOTHING
+RETURNING id, sha256;
+
 -- name: find_existing_document
 SELECT id, status, stored_path, deleted_at
 FROM documents
@@ -65,6 +87,19 @@ VALUES (%(document_id)s, %(claim_key)s, %(source_path)s, %(original_name)s, %(si
         %(instance)s, %(outcome)s)
 ON CONFLICT (claim_key) DO NOTHING
 RETURNING id;
+
+-- name: insert_arrivals
+-- The arrivals of a committer batch in one statement; returns the claim keys recorded now
+-- (a key already there was recorded before a crash: its claim is being replayed).
+INSERT INTO document_arrivals (document_id, claim_key, source_path, original_name, size_bytes,
+                               instance, outcome)
+SELECT r.document_id, r.claim_key, r.source_path, r.original_name, r.size_bytes, r.instance,
+       r.outcome
+FROM jsonb_to_recordset(%(arrivals)s::jsonb) AS r(
+    document_id uuid, claim_key text, source_path text, original_name text, size_bytes bigint,
+    instance text, outcome text)
+ON CONFLICT (claim_key) DO NOTHING
+RETURNING claim_key;
 
 -- name: notify_document
 SELECT pg_notify('alfrd_documents', %(document_id)s::text);
