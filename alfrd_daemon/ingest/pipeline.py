@@ -53,6 +53,7 @@ class Ingestor:
         on_complete: Callable[[WorkItem, Outcome], None] | None = None,
         extractors: ExtractorPool | None = None,
         release_later: Callable[[Callable[[], None]], None] | None = None,
+        in_flight: Callable[[], int] = lambda: 0,
     ):
         self.settings = settings
         self.db = db
@@ -65,6 +66,7 @@ class Ingestor:
         # Where the committer has claimed copies released (unlink frees the copy's inode and
         # blocks: serial in the committer it capped throughput); None: in the caller.
         self.release_later = release_later
+        self.in_flight = in_flight  # files handed to the workers and not finished yet
         self.builder = RowBuilder(settings, store, claims.instance)
         self.failures = FailureRecorder(db=db, claims=claims, failed=failed,
                                         builder=self.builder)
@@ -187,7 +189,7 @@ class Ingestor:
         retries take the one-file path, flushing and committing on their own."""
         batched = self.committer is not None and item.attempt == 0
         sync_here = not batched or (self.committer is not None
-                                    and self.committer.wants_worker_fsync())
+                                    and self.committer.wants_worker_fsync(self.in_flight()))
         read = self.reader.read(path, sync=sync_here)
         try:
             # Extraction reads the private copy: the bytes that were hashed and get stored.

@@ -195,7 +195,8 @@ class Daemon:
         self.ingestor = Ingestor(settings=s, db=db, store=store, claims=claims,
                                  failed=failed, counters=self.counters,
                                  committer=self.committer, on_complete=self._complete,
-                                 extractors=extractors, release_later=self._release_later)
+                                 extractors=extractors, release_later=self._release_later,
+                                 in_flight=lambda: self.slots.taken)
         if self.metrics is not None:  # before the first file
             self.ingestor.reader.observe = self.metrics.extraction.observe
         self.executor = ThreadPoolExecutor(max_workers=s.workers.count,
