@@ -203,6 +203,33 @@ def server_cpu_seconds(postmaster: int | None) -> float:
     return own + system + children
 
 
+def machine_cpu_ticks() -> tuple[int, int]:
+    """(steal, all) clock ticks of this machine's CPUs since boot, from /proc/stat; (0, 0)
+    where it cannot be read. Steal is time the hypervisor ran someone else while this
+    machine's CPUs had work: a run with much of it measured a smaller machine."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return 0, 0
+    if not fields or fields[0] != "cpu":
+        return 0, 0
+    ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return (ticks[7] if len(ticks) > 7 else 0), sum(ticks)
+
+
+class StealMeter:
+    """The share of this machine's CPU time that was stolen between begin() and share()."""
+
+    def __init__(self) -> None:
+        self.start = machine_cpu_ticks()
+
+    def share(self) -> float:
+        steal, total = machine_cpu_ticks()
+        elapsed = total - self.start[1]
+        return (steal - self.start[0]) / elapsed if elapsed > 0 else math.nan
+
+
 @dataclass
 class CpuSplit:
     """CPU seconds spent by the daemon, its children and the PostgreSQL server between two
@@ -214,13 +241,14 @@ class CpuSplit:
 
     def begin(self) -> CpuSplit:
         self.start = (*tree_cpu_seconds(self.daemon_pid), server_cpu_seconds(self.postmaster))
+        self.steal = StealMeter()
         return self
 
     def end(self) -> dict[str, float]:
         now = (*tree_cpu_seconds(self.daemon_pid), server_cpu_seconds(self.postmaster))
         user, system, c, p = (b - a for a, b in zip(self.start, now, strict=True))
         return {"cpu_daemon_s": user + system, "cpu_daemon_system_s": system,
-                "cpu_children_s": c, "cpu_postgres_s": p}
+                "cpu_children_s": c, "cpu_postgres_s": p, "cpu_steal_share": self.steal.share()}
 
 
 def db_summary(url: str) -> dict[str, int]:

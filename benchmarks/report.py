@@ -102,12 +102,17 @@ def cpu_split(sc: dict[str, Any]) -> str:
         parts = [r["cpu_daemon_s"], r["cpu_children_s"], r["cpu_postgres_s"]]
         rows.append([key, *("n/a" if math.isnan(v) else f"{v:.1f} s ({v / n * 1e6:,.0f} µs/file)"
                             for v in parts),
-                     f"{sum(parts) / r['seconds']:.2f}"])
+                     f"{sum(parts) / r['seconds']:.2f}", steal_text(r.get("cpu_steal_share"))])
     if not rows:
         return ""
     return ("\n\nCPU split (user + system; PostgreSQL: the server's postmaster and every process "
-            "under it)\n"
-            + table(["scenario", "daemon", "children", "PostgreSQL", "cores busy"], rows))
+            "under it; steal: the machine's CPU time the hypervisor gave to others)\n"
+            + table(["scenario", "daemon", "children", "PostgreSQL", "cores busy", "steal"],
+                    rows))
+
+
+def steal_text(share: float | None) -> str:
+    return "n/a" if share is None or math.isnan(share) else f"{share:.0%}"
 
 
 def latency(sc: dict[str, Any]) -> str:
@@ -115,11 +120,11 @@ def latency(sc: dict[str, Any]) -> str:
     if not lat:
         return ""
     rows = [[f"{v['target_rate']}/s", v["achieved_rate"], v["files"], v["committed"],
-             v["p50_ms"], v["p95_ms"], v["p99_ms"], v["max_ms"]]
+             v["p50_ms"], v["p95_ms"], v["p99_ms"], v["max_ms"], steal_text(v.get("steal_share"))]
             for v in lat.values() if isinstance(v, dict)]
     return ("\nClose-to-commit latency (ms; commit = NOTIFY receipt)\n"
-            + table(["rate", "achieved/s", "files", "committed", "p50", "p95", "p99", "max"],
-                    rows))
+            + table(["rate", "achieved/s", "files", "committed", "p50", "p95", "p99", "max",
+                     "steal"], rows))
 
 
 def search(sc: dict[str, Any]) -> str:

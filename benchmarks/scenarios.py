@@ -36,6 +36,7 @@ from benchmarks.harness import (
     CpuSplit,
     Listener,
     Server,
+    StealMeter,
     copy_limit,
     db_summary,
     log,
@@ -231,6 +232,7 @@ def _paced(d: BenchDaemon, listener: Listener, url: str, tm: TextMaker, rate: in
     n = max(1, int(rate * seconds))
     closes: dict[str, float] = {}
     payloads = [tm.text(10_000_000 * rate + i).encode() for i in range(n)]
+    steal = StealMeter()
     t0 = time.time()
     for i, data in enumerate(payloads):
         due = t0 + i / rate
@@ -255,7 +257,7 @@ def _paced(d: BenchDaemon, listener: Listener, url: str, tm: TextMaker, rate: in
         "committed": len(lat),
         "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "p99_ms": pct(lat, 99),
         "max_ms": max(lat) if lat else float("nan"),
-        "p99_created_at_ms": pct(lat_created, 99)}
+        "p99_created_at_ms": pct(lat_created, 99), "steal_share": steal.share()}
     log(f"latency {rate}/s: p50 {figures['p50_ms']:.0f} ms, "
         f"p99 {figures['p99_ms']:.0f} ms ({len(lat)}/{n})")
     return figures

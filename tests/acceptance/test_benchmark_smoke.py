@@ -45,6 +45,8 @@ def test_benchmark_smoke(request: pytest.FixtureRequest, tmp_path: Path,
         # work (three small PDFs may take the extractor children under one clock tick)
         assert _positive(sc[name]["cpu_daemon_s"]) and _positive(sc[name]["cpu_postgres_s"])
         assert sc[name]["cpu_children_s"] >= 0
+        # /proc/stat moves on while a scenario runs, so the share is a number, not NaN
+        assert 0 <= sc[name]["cpu_steal_share"] <= 1, sc[name]
         assert f"{name}:" in printed and "alfrd/limit = 0." in printed
 
     # The backlog's PDFs start the extractor pool; its children count in the peak.
@@ -55,6 +57,7 @@ def test_benchmark_smoke(request: pytest.FixtureRequest, tmp_path: Path,
     lat = sc["latency"]["100"]
     assert lat["committed"] == lat["files"] == 100
     assert all(_positive(lat[k]) for k in ("p50_ms", "p95_ms", "p99_ms", "achieved_rate"))
+    assert 0 <= lat["steal_share"] <= 1
 
     s = sc["search"]
     assert s["documents"] == 2000 and s["cli_ok"] and s["rank_window"] == 200
@@ -67,7 +70,7 @@ def test_benchmark_smoke(request: pytest.FixtureRequest, tmp_path: Path,
     assert _positive(ri["seconds"]) and _positive(ri["max_stall_s"])
     assert ri["batches"] >= 4 and ri["writer_commits_during"] > 0
 
-    for heading in ("Throughput", "files/s", "vs limit", "vs naive", "CPU split",
+    for heading in ("Throughput", "files/s", "vs limit", "vs naive", "CPU split", "steal",
                     "Close-to-commit latency",
                     "Search over 2,000 documents", "Reindex of", "Targets (issues 7, 12 and 15)"):
         assert heading in printed, heading
