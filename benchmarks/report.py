@@ -66,11 +66,13 @@ def throughput(sc: dict[str, Any]) -> str:
         fps = r["files_per_s"]
         rows.append([label, r["files"], r["seconds"], fps,
                      f"{fps / lim:.0%}" if lim else "n/a",
-                     f"{fps / nai:.2f}x" if nai else "n/a"])
+                     f"{fps / nai:.2f}x" if nai else "n/a", steal_text(r.get("cpu_steal_share"))])
     if not rows:
         return ""
-    return ("Throughput (same corpus, same server, fresh database each)\n"
-            + table(["scenario", "files", "seconds", "files/s", "vs limit", "vs naive"], rows)
+    return ("Throughput (same corpus, same server, fresh database each; steal: the share of the "
+            "machine's CPU time the hypervisor gave to others meanwhile)\n"
+            + table(["scenario", "files", "seconds", "files/s", "vs limit", "vs naive", "steal"],
+                    rows)
             + ratios(sc) + cpu_split(sc))
 
 

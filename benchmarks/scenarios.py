@@ -84,20 +84,26 @@ def limit(b: Bench) -> dict[str, Any]:
     """Read + sha256 + text of every file, then ONE COPY into documents (single thread)."""
     files = copy_corpus(b.corpus, b.work / "limit")
     with b.server.database("limit") as url:
+        steal = StealMeter()
         timing = copy_limit(files, url)
+        stolen = steal.share()
         summary = db_summary(url)
     return {"files": len(files), "seconds": timing["seconds"],
             "files_per_s": len(files) / timing["seconds"],
-            "read_hash_seconds": timing["read_hash_seconds"], **summary}
+            "read_hash_seconds": timing["read_hash_seconds"], "cpu_steal_share": stolen,
+            **summary}
 
 
 def naive(b: Bench) -> dict[str, Any]:
     """Per file: read, sha256, text, INSERT, commit, rename to done/ (single thread)."""
     files = copy_corpus(b.corpus, b.work / "naive" / "in")
     with b.server.database("naive") as url:
+        steal = StealMeter()
         secs = naive_peer(files, b.work / "naive" / "done", url)
+        stolen = steal.share()
         summary = db_summary(url)
-    return {"files": len(files), "seconds": secs, "files_per_s": len(files) / secs, **summary}
+    return {"files": len(files), "seconds": secs, "files_per_s": len(files) / secs,
+            "cpu_steal_share": stolen, **summary}
 
 
 # --- the daemon's throughput ---------------------------------------------------------------------
