@@ -176,9 +176,10 @@ class Committer:
             self.busy_since = None
 
 
-def write_rows(
-    db: Database, items: list[tuple[dict[str, Any], dict[str, Any]]]
-) -> list[tuple[str, str, bool]]:
+Items = list[tuple[dict[str, Any], dict[str, Any]]]  # (document row, arrival) per file
+
+
+def write_rows(db: Database, items: Items) -> list[tuple[str, str, bool]]:
     """Write documents and their arrivals in one transaction: the documents in one statement,
     then the rare conflicts one by one in batch order, then the arrivals in one statement, then
     NOTIFY for the new documents. Returns (outcome, document_id, replayed) per item; replayed
@@ -209,9 +210,6 @@ def write_rows(
             cur.execute(QUERIES["notify_documents"], {"ids": fresh})
     return [(outcome, str(doc_id), not new)
             for (outcome, doc_id), new in zip(outcomes, recorded, strict=True)]
-
-
-Items = list[tuple[dict[str, Any], dict[str, Any]]]
 
 
 def _first_of_each(items: Items) -> tuple[list[int], set[int]]:
@@ -254,8 +252,13 @@ def _record_arrivals(cur: psycopg.Cursor[DictRow], arrivals: list[dict[str, Any]
 
 def json_array(rows: list[dict[str, Any]]) -> str:
     """Rows as one JSON array for jsonb_to_recordset. Their strings are already cleaned for
-    PostgreSQL (pgsafe), so the text keeps its characters as they are."""
-    return json.dumps(rows, ensure_ascii=False, default=_json_value)
+    PostgreSQL (pgsafe), so the text keeps its characters as they are. A value JSON cannot
+    hold is the row's DataError, as psycopg's own adaptation would raise: the batch is
+    replayed file by file and only that file fails."""
+    try:
+        return json.dumps(rows, ensure_ascii=False, default=_json_value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise psycopg.DataError(f"a row cannot be written: {exc}") from exc
 
 
 def _json_value(value: Any) -> Any:

@@ -169,3 +169,35 @@ def test_workers_leave_the_flush_to_the_batch_while_many_files_are_in_flight(
     for i in range(SYNCFS_FROM):
         committer.submit(Pending(row(i, "0" * 64), arrival(i), lambda o, d, r: None))
     assert not committer.wants_worker_fsync(in_flight=1)
+
+
+@pytest.mark.timeout(60)
+def test_a_value_json_cannot_hold_fails_its_file_only(db_url: str, tmp_path: Path) -> None:
+    """The batch goes to the server as JSON: a value that JSON cannot carry must fail its own
+    file, as a value psycopg cannot adapt did, and never stop the committer thread."""
+    db = Database(db_url, min_size=1, max_size=2)
+    db.open()
+    committer = Committer(db, tmp_path, fsync=False, max_batch=64)
+    results: dict[int, Any] = {}
+    all_done = threading.Event()
+
+    def done(i: int, outcome: Any) -> None:
+        results[i] = outcome
+        if len(results) == 4:
+            all_done.set()
+
+    bad = {1: {"metadata": Jsonb({"ratio": float("nan")})}, 2: {"document_date": object()}}
+    for i in range(4):
+        sha = hashlib.sha256(f"json {i}".encode()).hexdigest()
+        committer.submit(Pending(row(i, sha) | bad.get(i, {}), arrival(i),
+                                 lambda o, d, r, i=i: done(i, o)))
+    try:
+        committer.start()
+        assert all_done.wait(30)
+        assert committer.alive()
+    finally:
+        committer.stop(10)
+        db.close()
+    assert results[0] == results[3] == "ingested"
+    assert isinstance(results[1], psycopg.DataError) and "float" in str(results[1])
+    assert isinstance(results[2], psycopg.DataError) and "object" in str(results[2])

@@ -16,9 +16,9 @@ RETURNING id;
 
 -- name: insert_documents
 -- A committer batch in one statement (rows as a JSON array: one parse and plan instead of one
--- per row, which cost PostgreSQL about 1.4 times the CPU per row). Rows whose content or id is taken
--- are skipped, as by insert_document, and resolved by the caller; it passes each content and
--- id once per statement, so which row of a batch is the new one never depends on order.
+-- per row, which cost PostgreSQL about 1.4 times the CPU per row). Rows whose content or id
+-- is taken are skipped, as by insert_document, and resolved by the caller, which passes each
+-- content and id once per statement: which row of a batch is new never depends on order.
 INSERT INTO documents (id, sha256, original_name, source_path, tags, mime_type, size_bytes,
                        stored_path, status, title, extracted_text, extractor, search_config,
                        metadata, error, store_id, document_type, correspondent, rule_tags,
