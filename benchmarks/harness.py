@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -219,7 +219,7 @@ def machine_cpu_ticks() -> tuple[int, int]:
 
 
 class StealMeter:
-    """The share of this machine's CPU time that was stolen between begin() and share()."""
+    """The share of this machine's CPU time that was stolen since the meter was made."""
 
     def __init__(self) -> None:
         self.start = machine_cpu_ticks()
@@ -238,6 +238,7 @@ class CpuSplit:
     daemon_pid: int
     postmaster: int | None
     start: tuple[float, ...] = ()
+    steal: StealMeter = field(default_factory=StealMeter)
 
     def begin(self) -> CpuSplit:
         self.start = (*tree_cpu_seconds(self.daemon_pid), server_cpu_seconds(self.postmaster))

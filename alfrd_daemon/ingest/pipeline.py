@@ -53,7 +53,7 @@ class Ingestor:
         on_complete: Callable[[WorkItem, Outcome], None] | None = None,
         extractors: ExtractorPool | None = None,
         release_later: Callable[[Callable[[], None]], None] | None = None,
-        in_flight: Callable[[], int] = lambda: 0,
+        in_flight: Callable[[], int],
     ):
         self.settings = settings
         self.db = db
@@ -66,7 +66,9 @@ class Ingestor:
         # Where the committer has claimed copies released (unlink frees the copy's inode and
         # blocks: serial in the committer it capped throughput); None: in the caller.
         self.release_later = release_later
-        self.in_flight = in_flight  # files handed to the workers and not finished yet
+        # Files handed to the workers and not finished yet: no default, so no caller forgets
+        # it (with none, every worker of a backlog fsyncs each file).
+        self.in_flight = in_flight
         self.builder = RowBuilder(settings, store, claims.instance)
         self.failures = FailureRecorder(db=db, claims=claims, failed=failed,
                                         builder=self.builder)
