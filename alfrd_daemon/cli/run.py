@@ -5,15 +5,24 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
+import sys
 
-from alfrd_daemon.cli.common import Subcommands, settings_from
+from alfrd_daemon.cli.common import EXIT_USAGE, Subcommands, settings_from, whole_number
 from alfrd_daemon.config.parse import find_config, world_readable_secret
+from alfrd_daemon.ingest.partition import Partition, parse_partition
 from alfrd_daemon.logs import setup_logging
+
+_INSTANCE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,119}")
 
 
 def register(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    # How the daemon starts its other ingest processes (workers.processes); not for users.
+    p.add_argument("--partition", type=partition_arg, help=argparse.SUPPRESS)
+    p.add_argument("--parent-pid", type=whole_number(1, 2**22), help=argparse.SUPPRESS)
+    p.add_argument("--instance", type=instance_arg, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
 
 
@@ -28,4 +37,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("alfrd").warning(
             "%s holds a database password and is readable by every user: chmod 640 it, or "
             "move the password to ALFRD_DATABASE_URL or a systemd credential", path)
-    return Daemon(settings, config_path=args.config).run()
+    if len({args.partition is None, args.parent_pid is None, args.instance is None}) > 1:
+        print("alfrd run: --partition, --parent-pid and --instance go together (the daemon "
+              "passes them to its own ingest processes)", file=sys.stderr)
+        return EXIT_USAGE
+    return Daemon(settings, config_path=args.config, partition=args.partition,
+                  parent_pid=args.parent_pid, log_level=args.log_level,
+                  instance=args.instance).run()
+
+
+def instance_arg(text: str) -> str:
+    """An instance id names the claim directory: one safe file name."""
+    if not _INSTANCE.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"expected 1 to 120 letters, digits, '.', '_' or '-', got {text!r}")
+    return text
+
+
+def partition_arg(text: str) -> Partition:
+    try:
+        return parse_partition(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

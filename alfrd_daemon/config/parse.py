@@ -37,6 +37,7 @@ from alfrd_daemon.config.reader import (
 )
 from alfrd_daemon.config.rules_files import parse_rules
 from alfrd_daemon.config.settings import (
+    MAX_INGEST_PROCESSES,
     PATH_FIELDS,
     DatabaseSettings,
     DatesSettings,
@@ -220,6 +221,7 @@ def parse_settings(data: object, *, source: str, base_dir: Path,
     wk = top.section("workers", defaults.workers)
     workers = WorkerSettings(
         count=wk.get("count", integer(1, 256)),
+        processes=wk.get("processes", integer(1, MAX_INGEST_PROCESSES)),
         queue_size=wk.get("queue_size", integer(1, 1_000_000)),
         max_file_size=wk.get("max_file_size", size(1, MAX_FILE_SIZE_LIMIT)),
         drain_timeout=wk.get("drain_timeout", number(0, 3600, above=True), "seconds"),

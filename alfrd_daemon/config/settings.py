@@ -61,9 +61,14 @@ class DatabaseSettings:
     reconnect_timeout: float = 600.0
 
 
+# Ingest processes at most (workers.processes): far more than cores a daemon could use.
+MAX_INGEST_PROCESSES = 64
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     count: int = 4
+    processes: int = 1
     queue_size: int = 1000
     max_file_size: int = 2 * 1024**3
     drain_timeout: float = 60.0
@@ -201,7 +206,8 @@ RESTART_KEYS: frozenset[str] = frozenset({
     "inbox.path", "inbox.recursive", "watch.mode", "watch.poll_interval",
     "database.url", "database.pool_min", "database.pool_max", "database.connect_timeout",
     "database.startup_timeout", "database.reconnect_timeout",
-    "workers.count", "workers.queue_size", "workers.commit_batch", "store.fsync",
+    "workers.count", "workers.processes", "workers.queue_size", "workers.commit_batch",
+    "store.fsync",
     "extract.workers", "extract.recycle_after",
     # The OCR workers and their pool are built once at start.
     "ocr.enabled", "ocr.workers", "ocr.languages", "ocr.page_timeout_seconds",

@@ -79,10 +79,14 @@ class Tracker:
         settings: TrackerSettings,
         submit: Callable[[WorkItem], bool],
         intake_open: Callable[[], bool] = lambda: True,
+        owns: Callable[[str], bool] = lambda _rel: True,
     ):
         self.s = settings
         self.submit = submit
         self.intake_open = intake_open
+        # This process's share of the inbox (ingest/partition.py): other files are left to the
+        # process that owns them, before any stat. Claimed files are always ours.
+        self.owns = owns
         self.signals: queue.SimpleQueue[Signal | tuple[str, object]] = queue.SimpleQueue()
         self.sightings: dict[str, Sighting] = {}
         self.folders: set[str] = set()
@@ -216,8 +220,8 @@ class Tracker:
         if parent and (rel.endswith("/" + folderdoc.META_NAME) or parent in self.folders):
             rel = parent
             self.folders.add(parent)
-        if sig.kind is Kind.DELETED:
-            return  # decide() notices on its next look
+        if sig.kind is Kind.DELETED or not self.owns(rel):
+            return  # deleted: decide() notices on its next look
         self.ready_set.pop(rel, None)  # something happened to it: judge it again
         s = self.sightings.get(rel)
         if s is None:
@@ -279,7 +283,7 @@ class Tracker:
             self.s.inbox, start, ignore_files=self.s.ignore_files,
             ignore_dirs=self.s.ignore_dirs, recursive=self.s.recursive, dirs_seen=dirs_seen,
         ):
-            if rel in self.sightings or rel in self.in_flight:
+            if rel in self.sightings or rel in self.in_flight or not self.owns(rel):
                 continue
             if len(self.sightings) >= self.s.max_tracked:
                 self.backlog = True
@@ -353,6 +357,12 @@ class Tracker:
                 self._push(quiet_due, rel)
             return
         if not self._folder_ready(rel, s, now):
+            return
+        if not self.owns(rel):
+            # A page seen before its folder became a folder document: the folder is another
+            # process's (its own events and scans find it).
+            self.sightings.pop(rel, None)
+            self.folders.discard(rel)
             return
         if rel not in self.ready_set:
             self.ready_set[rel] = now

@@ -35,6 +35,7 @@ from alfrd_daemon.ingest.claim import ClaimArea
 from alfrd_daemon.ingest.committer import Committer
 from alfrd_daemon.ingest.counters import Counters
 from alfrd_daemon.ingest.failed import FailedFolder
+from alfrd_daemon.ingest.partition import Partition
 from alfrd_daemon.ingest.pipeline import Ingestor
 from alfrd_daemon.ingest.readiness import ReadinessParams
 from alfrd_daemon.ingest.store import Store
@@ -59,6 +60,7 @@ from alfrd_daemon.service.metrics_export import MetricsExport
 from alfrd_daemon.service.monitor import ErrorThrottle, Monitor, adopt_orphans
 from alfrd_daemon.service.reload import split_reload
 from alfrd_daemon.service.rules_check import check_rules
+from alfrd_daemon.service.siblings import PARENT_DIED, SiblingProcesses, die_with_parent
 from alfrd_daemon.service.startup import (
     StartupError,
     database_target,
@@ -109,14 +111,22 @@ class Slots:
 
 class Daemon:
     def __init__(self, settings: Settings, *, config_path: str | None = None,
-                 notifier: Notifier | None = None):
+                 notifier: Notifier | None = None, partition: Partition | None = None,
+                 parent_pid: int | None = None, log_level: str | None = None,
+                 instance: str | None = None):
         self.settings = settings
         self.config_path = config_path
+        self.log_level = log_level
+        # A sibling ingest process (service/siblings.py) takes only its partition and leaves
+        # the jobs, OCR, hooks, metrics and the service manager to the primary, its parent.
+        self.parent_pid = parent_pid
+        self.partition = partition or Partition(0, settings.workers.processes)
+        self.siblings: SiblingProcesses | None = None
         # The built-in sender even when systemd-python is there: libsystemd's sd_notify blocks
         # on a full socket with the GIL held, and a slow receiver would then stop every thread
         # (seen: a benchmark that stopped reading froze ingest); ours gives up after a second.
         self.notifier = notifier or Notifier.from_env(transport="fallback")
-        self.instance = new_instance_id()
+        self.instance = instance or new_instance_id()
         self.counters = Counters()
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
@@ -157,7 +167,8 @@ class Daemon:
             s.inbox.path.mkdir(parents=True, exist_ok=True)
         with opening("state directory", s.state_dir):
             s.state_dir.mkdir(parents=True, exist_ok=True)
-        self._start_metrics()  # first: a taken port fails the start before anything runs
+        if self.parent_pid is None:
+            self._start_metrics()  # first: a taken port fails the start before anything runs
         # The embedded server or the configured one, waited for, migrated, with the pool open.
         target = self.target = database_target(s)
         db = self.db = dbmod.Database(
@@ -171,9 +182,10 @@ class Daemon:
         # Threads of their own: a slow hook never holds up an ingest worker. Started before
         # anything is ingested, and even without hooks: it records in the database which
         # hooks this host has, and the triggers enqueue runs only for those.
-        self.hooks = HookRunner(s.hooks, db, store_root=s.store_path, store_id=store.id,
-                                instance=self.instance, host=instance_host())
-        self.hooks.start()
+        if self.parent_pid is None:
+            self.hooks = HookRunner(s.hooks, db, store_root=s.store_path, store_id=store.id,
+                                    instance=self.instance, host=instance_host())
+            self.hooks.start()
         failed = FailedFolder(s.failed_path)
         with opening("failed folder", s.failed_path):
             failed.open()
@@ -202,7 +214,8 @@ class Daemon:
         self.executor = ThreadPoolExecutor(max_workers=s.workers.count,
                                            thread_name_prefix="alfrd-worker")
         tracker = self.tracker = Tracker(self._tracker_settings(s), self._submit,
-                                         intake_open=self._intake_open)
+                                         intake_open=self._intake_open,
+                                         owns=self.partition.owns)
         watch = self.watch = InboxWatch(settings=lambda: self.settings, tracker=tracker,
                                         claims=claims, errors=self.errors,
                                         mode_changed=self._retune_tracker)
@@ -215,13 +228,15 @@ class Daemon:
         self.tracker_thread = threading.Thread(target=tracker.run, name="alfrd-readiness",
                                                daemon=True)
         self.tracker_thread.start()
-        event(log, "started", f"watching {s.inbox.path} ({watch.mode}); database "
+        share = f", files of partition {self.partition}" if self.partition.count > 1 else ""
+        event(log, "started", f"watching {s.inbox.path} ({watch.mode}{share}); database "
               f"{mask_dsn(target.conninfo) or 'from PG* environment'}",
-              instance=self.instance, watch_mode=watch.mode,
+              instance=self.instance, watch_mode=watch.mode, partition=str(self.partition),
               sd_notify=self.notifier.transport if self.notifier.enabled else "off")
-        self.jobs = JobScheduler(s, target.conninfo, self.instance, tracker=tracker)
-        self.jobs.start()
-        if s.ocr.enabled:
+        if self.parent_pid is None:
+            self.jobs = JobScheduler(s, target.conninfo, self.instance, tracker=tracker)
+            self.jobs.start()
+        if s.ocr.enabled and self.parent_pid is None:
             # Its own processes: a long scan never holds up the ingest of other files.
             self.ocr = OcrService(s, db, store_root=s.store_path, store_id=store.id,
                                   worker=self.instance)
@@ -232,6 +247,13 @@ class Daemon:
                                store=store, instance=self.instance, host=instance_host(),
                                settings=lambda: self.settings, state=self.state,
                                stop=self.stop_event, errors=self.errors)
+        if self.parent_pid is None and self.partition.count > 1:
+            # Last: they open the same database and store, which are ready now.
+            self.siblings = SiblingProcesses(
+                self.partition.count, self.config_path, database_url=target.conninfo or None,
+                new_instance=lambda part: f"{self.instance}-p{part.index}-{secrets.token_hex(2)}",
+                log_level=self.log_level)
+            self.siblings.start()
 
     def _start_metrics(self) -> None:
         """Off unless configured. Bound before the other parts exist: a scrape meanwhile
@@ -337,6 +359,12 @@ class Daemon:
     # --- main loop -----------------------------------------------------------------------------
     def run(self) -> int:
         self._install_signals()
+        if self.parent_pid is not None:
+            signal.signal(PARENT_DIED, self._parent_died)
+            if not die_with_parent(self.parent_pid):
+                log.error("cannot start: ingest process %s: its parent (pid %d) is gone",
+                          self.partition, self.parent_pid)
+                return 1
         try:
             self.start()
         except (StartupError, ConfigError, OSError) as exc:
@@ -357,6 +385,15 @@ class Daemon:
         _run_bounded(lambda: monitor.guarded("heartbeat", monitor.heartbeat), 2.0,
                      "alfrd-first-heartbeat")
         monitor.start()
+        if self.siblings is not None:
+            # READY=1 means every ingest process watches the inbox: a file dropped right
+            # after it must not wait for its process to start.
+            late = self.siblings.wait_started(self.db, self.settings.database.startup_timeout) \
+                if self.db is not None else []
+            if late:
+                log.warning("ingest processes %s are not up after %g s; ready without them "
+                            "(their files wait until they are)", ", ".join(map(str, late)),
+                            self.settings.database.startup_timeout)
         self.notifier.ready(self.status_line())
         try:
             while not self.stop_event.wait(self._tick()):
@@ -365,6 +402,8 @@ class Daemon:
                     self.reload()
                 if self.watch is not None:
                     self.watch.check()
+                if self.siblings is not None:
+                    self.siblings.check()
                 problem = self.health_problem()
                 self.notifier.status(self.status_line(problem))
                 if problem is None:
@@ -414,6 +453,9 @@ class Daemon:
         state = "ok" if c["last_transient"] is None else f"WAITING ({c['last_transient']})"
         parts = [f"ingested {c['ingested']}", f"duplicates {c['duplicates']}",
                  f"failed {c['failed']}", f"queue {self.slots.taken}", f"database {state}"]
+        if self.siblings is not None:
+            parts.append(f"ingest processes {1 + self.siblings.running()}/"
+                         f"{self.partition.count}")
         if self.ocr is not None:
             parts.append(f"OCR {self.ocr.stats.documents} read" if self.ocr.unavailable is None
                          else f"OCR UNAVAILABLE ({self.ocr.unavailable})")
@@ -433,6 +475,7 @@ class Daemon:
                 "watch_mode": self.watch.mode if self.watch is not None else "?",
                 "watcher_alive": bool(self.watch is not None and self.watch.alive()),
                 "inbox": str(self.settings.inbox.path),
+                "partition": str(self.partition),
                 "health": self.health_problem() or "ok",
                 "reload_error": self.reload_error,
                 "ocr": self.ocr.state() if self.ocr is not None else None,
@@ -471,10 +514,17 @@ class Daemon:
         signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
         ignore_lease_breaks()
 
+    def _parent_died(self, _signum: int, _frame: object) -> None:
+        if not self.stop_event.is_set():
+            log.warning("ingest process %s: the daemon that started it is gone; stopping",
+                        self.partition)
+        self.stop_event.set()
 
     def reload(self) -> None:
         """Re-read the YAML; apply what can change live, keep the old settings if it is bad."""
         self.notifier.reloading()
+        if self.siblings is not None:
+            self.siblings.signal_all(signal.SIGHUP)  # each reads the file itself
         try:
             new = load_settings(self.config_path)
             check_rules(new)
@@ -508,6 +558,8 @@ class Daemon:
         drain_by = time.monotonic() + self.settings.workers.drain_timeout
         self.stop_event.set()
         self.notifier.stopping(self.status_line())
+        if self.siblings is not None:
+            self.siblings.signal_all(signal.SIGTERM)  # once: they drain alongside us
         if self.metrics_export is not None:
             self.metrics_export.stop()
         if self.jobs is not None:
@@ -535,6 +587,9 @@ class Daemon:
         # Work still running usually means the database does not answer: do not wait for it
         # again to record the stop and close the pool.
         self._record_stop(_left(close_by, 1 if self.abandoned else 2))
+        if self.siblings is not None and not self.siblings.stop(_left(close_by, at_least=1)):
+            log.warning("an ingest process did not stop in time and was killed; its claimed "
+                        "files are finished by the next start")
         self._shutdown_partial(close_by)
         event(log, "stopped", "stopped, leaving unfinished work claimed" if self.abandoned
               else "stopped cleanly",

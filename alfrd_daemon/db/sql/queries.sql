@@ -262,6 +262,9 @@ VALUES (%(instance)s, %(hostname)s, %(pid)s, %(state)s)
 ON CONFLICT (instance) DO UPDATE
 SET heartbeat_at = now(), state = EXCLUDED.state, stopped_at = NULL;
 
+-- name: instances_present
+SELECT instance FROM daemon_instances WHERE instance = ANY(%(instances)s);
+
 -- name: stop_instance
 UPDATE daemon_instances SET stopped_at = now(), heartbeat_at = now(), state = %(state)s
 WHERE instance = %(instance)s;
