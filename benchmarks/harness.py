@@ -168,15 +168,35 @@ def _cpu_with_reaped(pid: int) -> float:
     return sum(int(x) for x in f[11:15]) / _TICK
 
 
+def _is_ingest_sibling(pid: int) -> bool:
+    """One of the daemon's other ingest processes (`alfrd run --partition K/N`)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"--partition" in args and b"alfrd_daemon" in args
+
+
 def tree_cpu_seconds(pid: int) -> tuple[float, float, float]:
-    """(the process's own user CPU, its own system CPU, its descendants' CPU including those
-    it reaped), seconds."""
+    """(the daemon's user CPU, its system CPU, its other descendants' CPU including those they
+    reaped), seconds. The daemon is the process and its other ingest processes
+    (workers.processes), each counted without its own children, which count as children."""
     f = _stat_fields(pid)
     if f is None:
         return 0.0, 0.0, 0.0
-    reaped = (int(f[13]) + int(f[14])) / _TICK
-    return (int(f[11]) / _TICK, int(f[12]) / _TICK,
-            reaped + sum(_cpu_with_reaped(p) for p in _descendants(pid)))
+    user, system = int(f[11]) / _TICK, int(f[12]) / _TICK
+    children = (int(f[13]) + int(f[14])) / _TICK
+    for p in _descendants(pid):
+        g = _stat_fields(p)
+        if g is None:
+            continue
+        if _is_ingest_sibling(p):
+            user += int(g[11]) / _TICK
+            system += int(g[12]) / _TICK
+            children += (int(g[13]) + int(g[14])) / _TICK
+        else:
+            children += _cpu_with_reaped(p)
+    return user, system, children
 
 
 def postmaster_of(conn: psycopg.Connection[Any]) -> int | None:
@@ -315,7 +335,7 @@ class BenchDaemon:
     """`alfrd run` on a benchmark config in `work`; `start()` returns at its READY=1."""
 
     def __init__(self, work: Path, db_url: str, workers: int, fsync: bool = True,
-                 extra: dict[str, Any] | None = None):
+                 extra: dict[str, Any] | None = None, processes: int = 1):
         self.work = work
         self.inbox = work / "inbox"
         self.inbox.mkdir(parents=True, exist_ok=True)
@@ -323,7 +343,7 @@ class BenchDaemon:
             "state_dir": str(work / "var"),
             "inbox": {"path": str(self.inbox)},
             "database": {"url": db_url},
-            "workers": {"count": workers},
+            "workers": {"count": workers, "processes": processes},
             "logging": {"level": "WARNING"},
         }
         if not fsync:

@@ -107,8 +107,9 @@ def cpu_split(sc: dict[str, Any]) -> str:
                      f"{sum(parts) / r['seconds']:.2f}", steal_text(r.get("cpu_steal_share"))])
     if not rows:
         return ""
-    return ("\n\nCPU split (user + system; PostgreSQL: the server's postmaster and every process "
-            "under it; steal: the machine's CPU time the hypervisor gave to others)\n"
+    return ("\n\nCPU split (user + system; daemon: every ingest process of it (workers.processes); "
+            "children: their extractors and tools; PostgreSQL: the server's postmaster and every "
+            "process under it; steal: the machine's CPU time the hypervisor gave to others)\n"
             + table(["scenario", "daemon", "children", "PostgreSQL", "cores busy", "steal"],
                     rows))
 

@@ -91,6 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", help="comma-separated scenarios: " + ",".join(NAMES))
     p.add_argument("--json", type=Path, help="write all figures to this JSON file")
     p.add_argument("--workers", type=int, default=4, help="daemon workers.count")
+    p.add_argument("--processes", type=int, default=2,
+                   help="daemon workers.processes (ingest processes; default: 2, the cores here)")
     p.add_argument("--latency-rates", default="50,200,1000")
     p.add_argument("--latency-seconds", type=float, default=10.0)
     p.add_argument("--backlog", type=int, default=0,

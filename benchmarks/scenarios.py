@@ -145,11 +145,12 @@ def _ingest(b: Bench, corpus: list[Path], name: str, *, live: bool, profile: boo
     base.mkdir(parents=True)
     staging = base / "staging"
     with b.server.database(name) as url:
-        d = BenchDaemon(base, url, workers, fsync=fsync)
+        d = BenchDaemon(base, url, workers, fsync=fsync, processes=a.processes)
         files = copy_corpus(corpus, staging if live else d.inbox)
         os.sync()  # the copy's dirty pages should not be charged to the daemon's fsyncs
         listener = Listener(url)
-        result: dict[str, Any] = {"files": len(files), "workers": workers, "fsync": fsync}
+        result: dict[str, Any] = {"files": len(files), "workers": workers,
+                                  "processes": a.processes, "fsync": fsync}
         prof = None
         rss_samples: list[int] = []
         tree_samples: list[int] = []
@@ -215,7 +216,7 @@ def latency(b: Bench) -> dict[str, Any]:
     tm = TextMaker(seed=99)
     out: dict[str, Any] = {}
     with b.server.database("latency") as url:
-        d = BenchDaemon(base, url, b.args.workers)
+        d = BenchDaemon(base, url, b.args.workers, processes=b.args.processes)
         listener = Listener(url)
         try:
             d.start()
