@@ -13,7 +13,7 @@ from alfrd_daemon.config.parse import find_config, world_readable_secret
 from alfrd_daemon.ingest.partition import Partition, parse_partition
 from alfrd_daemon.logs import setup_logging
 
-_INSTANCE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,119}")
+_TOKEN = re.compile(r"[0-9a-f]{2,32}")
 
 
 def register(sub: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -22,7 +22,7 @@ def register(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     # How the daemon starts its other ingest processes (workers.processes); not for users.
     p.add_argument("--partition", type=partition_arg, help=argparse.SUPPRESS)
     p.add_argument("--parent-pid", type=whole_number(1, 2**22), help=argparse.SUPPRESS)
-    p.add_argument("--instance", type=instance_arg, help=argparse.SUPPRESS)
+    p.add_argument("--instance-token", type=token_arg, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
 
 
@@ -37,20 +37,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("alfrd").warning(
             "%s holds a database password and is readable by every user: chmod 640 it, or "
             "move the password to ALFRD_DATABASE_URL or a systemd credential", path)
-    if len({args.partition is None, args.parent_pid is None, args.instance is None}) > 1:
-        print("alfrd run: --partition, --parent-pid and --instance go together (the daemon "
-              "passes them to its own ingest processes)", file=sys.stderr)
+    if len({args.partition is None, args.parent_pid is None, args.instance_token is None}) > 1:
+        print("alfrd run: --partition, --parent-pid and --instance-token go together (the "
+              "daemon passes them to its own ingest processes)", file=sys.stderr)
         return EXIT_USAGE
     return Daemon(settings, config_path=args.config, partition=args.partition,
                   parent_pid=args.parent_pid, log_level=args.log_level,
-                  instance=args.instance).run()
+                  instance_token=args.instance_token).run()
 
 
-def instance_arg(text: str) -> str:
-    """An instance id names the claim directory: one safe file name."""
-    if not _INSTANCE.fullmatch(text):
-        raise argparse.ArgumentTypeError(
-            f"expected 1 to 120 letters, digits, '.', '_' or '-', got {text!r}")
+def token_arg(text: str) -> str:
+    """The end of an instance id, which names the claim directory: a few hex digits."""
+    if not _TOKEN.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected 2 to 32 hex digits, got {text!r}")
     return text
 
 

@@ -24,6 +24,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import itertools
 import logging
 import os
 import socket
@@ -99,7 +100,11 @@ class Store:
         # Temporary copies carry the writer's instance id (host-pid-token), so a daemon that
         # starts can remove those that a crashed daemon of this host left behind.
         self._temp_prefix = f"{TEMP_PREFIX}{instance}." if instance else TEMP_PREFIX
+        # With an instance id the names are ours alone, so a counter makes them (mkstemp's
+        # random names cost more Python per file than the rest of the copy).
+        self._temp_numbers = itertools.count() if instance else None
         self._reflinks = True  # until the filesystem says it has none
+        self._made_dirs: set[str] = set()  # fan-out folders known to exist
         self.id: str | None = None  # set by open()
 
     def open(self) -> None:
@@ -207,7 +212,7 @@ class Store:
 
         Raises SourceReadError / SourceTooLarge for problems of the original, OSError for
         problems of the store (disk full)."""
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=self._temp_prefix)
+        fd, tmp = self._create_temporary()
         path = Path(tmp)
         try:
             cloned = self._try_clone(src_fd, fd)
@@ -225,6 +230,16 @@ class Store:
             raise
         os.close(fd)
         return Incoming(path, sha, size, cloned)
+
+    def _create_temporary(self) -> tuple[int, str]:
+        if self._temp_numbers is not None:
+            tmp = os.path.join(self.root, f"{self._temp_prefix}{next(self._temp_numbers)}")
+            try:
+                return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                               | os.O_CLOEXEC, 0o600), tmp
+            except FileExistsError:  # left by an earlier process that had our id: never reused
+                pass
+        return tempfile.mkstemp(dir=self.root, prefix=self._temp_prefix)
 
     def _try_clone(self, src_fd: int, dst_fd: int) -> bool:
         if not self._reflinks:
@@ -257,9 +272,20 @@ class Store:
                 _fsync_dir((self.root / nested).parent)
             return nested
         dst = self.path(incoming.sha256)
-        dst.parent.mkdir(exist_ok=True, mode=DIR_MODE)
+        folder = incoming.sha256[:2]
+        if folder not in self._made_dirs:
+            dst.parent.mkdir(exist_ok=True, mode=DIR_MODE)
+            self._made_dirs.add(folder)
         try:
-            rename_noreplace(incoming.path, dst)
+            try:
+                rename_noreplace(incoming.path, dst)
+            except FileNotFoundError:
+                if not os.path.lexists(incoming.path):
+                    raise
+                # Its fan-out folder was removed since we made it (by hand, or another host
+                # sharing the store): make it again.
+                dst.parent.mkdir(exist_ok=True, mode=DIR_MODE)
+                rename_noreplace(incoming.path, dst)
         except FileExistsError:
             if not _holds(dst, incoming.size, incoming.sha256):
                 # A crash before the committer's flush can leave a name whose data never

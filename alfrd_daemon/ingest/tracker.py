@@ -282,6 +282,7 @@ class Tracker:
         for rel, st, is_folder in scan(
             self.s.inbox, start, ignore_files=self.s.ignore_files,
             ignore_dirs=self.s.ignore_dirs, recursive=self.s.recursive, dirs_seen=dirs_seen,
+            owns=self.owns,
         ):
             if rel in self.sightings or rel in self.in_flight or not self.owns(rel):
                 continue

@@ -189,10 +189,12 @@ def inotify_watch_limit() -> int | None:
 def scan(
     inbox: Path, start: str = "", *, ignore_files: tuple[str, ...],
     ignore_dirs: tuple[str, ...], recursive: bool = True, dirs_seen: list[int] | None = None,
+    owns: Callable[[str], bool] | None = None,
 ) -> Iterator[tuple[str, os.stat_result, bool]]:
     """(relpath, lstat, is_folder_document) for every candidate below inbox/start. A directory
     holding meta.json is one candidate; symlinked directories are never entered. dirs_seen[0]
-    counts the directories entered."""
+    counts the directories entered. Files `owns` rejects (another ingest process's) are
+    skipped before their stat; folders are always entered."""
     top = inbox / start if start else inbox
     stack = [top]
     while stack:
@@ -220,7 +222,8 @@ def scan(
                     if recursive and rel != CLAIM_DIR and not is_ignored_dir(rel, ignore_dirs):
                         stack.append(Path(entry.path))
                     continue
-                if is_ignored(rel, ignore_files, ignore_dirs):
+                if (owns is not None and not owns(rel)) or is_ignored(rel, ignore_files,
+                                                                      ignore_dirs):
                     continue
                 yield rel, entry.stat(follow_symlinks=False), False
             except FileNotFoundError:

@@ -82,8 +82,13 @@ def instance_host() -> str:
     return socket.gethostname().replace("/", "_")[:40]
 
 
-def new_instance_id() -> str:
-    return f"{instance_host()}-{os.getpid()}-{secrets.token_hex(3)}"
+def new_instance_id(token: str | None = None) -> str:
+    """host-pid-token: what the store's temporary names and `alfrd status` read back."""
+    return instance_id(os.getpid(), token or secrets.token_hex(3))
+
+
+def instance_id(pid: int, token: str) -> str:
+    return f"{instance_host()}-{pid}-{token}"
 
 
 class Slots:
@@ -113,7 +118,7 @@ class Daemon:
     def __init__(self, settings: Settings, *, config_path: str | None = None,
                  notifier: Notifier | None = None, partition: Partition | None = None,
                  parent_pid: int | None = None, log_level: str | None = None,
-                 instance: str | None = None):
+                 instance_token: str | None = None):
         self.settings = settings
         self.config_path = config_path
         self.log_level = log_level
@@ -126,7 +131,7 @@ class Daemon:
         # on a full socket with the GIL held, and a slow receiver would then stop every thread
         # (seen: a benchmark that stopped reading froze ingest); ours gives up after a second.
         self.notifier = notifier or Notifier.from_env(transport="fallback")
-        self.instance = instance or new_instance_id()
+        self.instance = new_instance_id(instance_token)
         self.counters = Counters()
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
@@ -251,7 +256,7 @@ class Daemon:
             # Last: they open the same database and store, which are ready now.
             self.siblings = SiblingProcesses(
                 self.partition.count, self.config_path, database_url=target.conninfo or None,
-                new_instance=lambda part: f"{self.instance}-p{part.index}-{secrets.token_hex(2)}",
+                instance_of=instance_id,
                 log_level=self.log_level)
             self.siblings.start()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -59,7 +60,8 @@ def die_with_parent(parent_pid: int) -> bool:
 @dataclass
 class _Sibling:
     partition: Partition
-    instance: str = ""  # its instance id, new at each start (a dead one's claims are adopted)
+    token: str = ""  # the last part of its instance id (host-pid-token), new at each start
+    instance: str = ""
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     backoff: float = RESTART_INITIAL_SECONDS
@@ -74,7 +76,7 @@ class SiblingProcesses:
     count: int
     config_path: str | None
     database_url: str | None  # the primary's conninfo: siblings never start a server
-    new_instance: Callable[[Partition], str]
+    instance_of: Callable[[int, str], str]  # (pid, token) → the instance id it will use
     log_level: str | None = None
     siblings: list[_Sibling] = field(default_factory=list)
 
@@ -86,7 +88,7 @@ class SiblingProcesses:
 
     def _command(self, sib: _Sibling) -> list[str]:
         cmd = [sys.executable, "-m", "alfrd_daemon", "run", "--partition", str(sib.partition),
-               "--parent-pid", str(os.getpid()), "--instance", sib.instance]
+               "--parent-pid", str(os.getpid()), "--instance-token", sib.token]
         if self.config_path is not None:
             cmd += ["--config", self.config_path]
         if self.log_level is not None:
@@ -97,7 +99,7 @@ class SiblingProcesses:
         env = {k: v for k, v in os.environ.items() if k not in _MANAGER_ENV}
         if self.database_url:
             env["ALFRD_DATABASE_URL"] = self.database_url
-        sib.instance = self.new_instance(sib.partition)
+        sib.token = secrets.token_hex(3)
         try:
             sib.proc = subprocess.Popen(self._command(sib), env=env,
                                         stdin=subprocess.DEVNULL, close_fds=True)
@@ -110,6 +112,7 @@ class SiblingProcesses:
             sib.backoff = min(RESTART_MAX_SECONDS, sib.backoff * 2)
             return
         sib.started = now
+        sib.instance = self.instance_of(sib.proc.pid, sib.token)
         log.info("ingest process %s started (pid %d)", sib.partition, sib.proc.pid)
 
     def check(self) -> None:

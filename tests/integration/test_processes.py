@@ -5,12 +5,25 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from alfrd_daemon.ingest.partition import Partition
-from tests.helpers import DaemonProcess, NotifyListener, inbox_files, query, wait_for
+from alfrd_daemon.ingest.store import TEMP_PREFIX, temp_owner
+from alfrd_daemon.service.daemon import instance_host
+from tests.helpers import (
+    REPO,
+    DaemonProcess,
+    NotifyListener,
+    alfrd_env,
+    inbox_files,
+    query,
+    wait_for,
+    write_config,
+)
 from tests.integration.faultkit import fault_config
 
 pytestmark = pytest.mark.timeout(120)
@@ -75,9 +88,9 @@ def test_two_ingest_processes_take_each_file_once_each_its_own_share(
         drop(inbox, names)
         ingested(db_url, inbox, len(names), d)
         by_instance = arrivals_by_instance(db_url)
-        states = {r["instance"]: r["state"] for r in query(
-            db_url, "SELECT instance, pid, state FROM daemon_instances WHERE pid = ANY(%s)",
-            ([d.proc.pid, sibling],))}
+        rows = query(db_url, "SELECT instance, hostname, pid, state FROM daemon_instances "
+                             "WHERE pid = ANY(%s)", ([d.proc.pid, sibling],))
+        states = {r["instance"]: r["state"] for r in rows}
         assert d.stop() == 0
         assert gone(sibling)
     # Both drained and stopped (a second SIGTERM had killed the other one on the spot).
@@ -93,6 +106,11 @@ def test_two_ingest_processes_take_each_file_once_each_its_own_share(
         part = Partition(*map(int, states[instance]["partition"].split("/")))
         assert all(part.owns(name) for name in taken), (part, taken)
     assert "ERROR" not in d.log() and "Traceback" not in d.log()
+    # Each id names its own process, so the store knows whose temporary copies are whose
+    # (those of a dead process are removed at the next start).
+    for r in rows:
+        assert temp_owner(f"{TEMP_PREFIX}{r['instance']}.x1") == (
+            instance_host(), r["pid"]), r["instance"]
 
 
 def test_a_killed_ingest_process_is_started_again_and_its_share_still_goes_in(
@@ -167,3 +185,32 @@ def test_ready_waits_for_every_ingest_process_and_only_the_first_speaks_to_syste
         assert d.stop() == 0
     notify.pump()
     assert sum(1 for _, m in notify.messages if m.get("READY") == "1") == 1
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--partition", "1/2"], "--partition, --parent-pid and --instance-token go together"),
+    (["--partition", "2/2", "--parent-pid", "1", "--instance-token", "ab"],
+     "argument --partition: expected K/N with 0 <= K < N <= 64, got '2/2'"),
+    (["--partition", "1/2", "--parent-pid", "1", "--instance-token", "../x"],
+     "argument --instance-token: expected 2 to 32 hex digits, got '../x'"),
+])
+def test_the_ingest_process_arguments_are_checked(tmp_path: Path, args: list[str],
+                                                   says: str) -> None:
+    config = write_config(tmp_path, None)
+    result = subprocess.run(
+        [sys.executable, "-m", "alfrd_daemon", "run", "--config", str(config), *args],
+        capture_output=True, text=True, timeout=60, env=alfrd_env(), cwd=REPO)
+    assert result.returncode == 64
+    assert result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
+
+
+def test_an_ingest_process_whose_parent_is_gone_does_not_start(tmp_path: Path,
+                                                               db_url: str) -> None:
+    """Started by hand, or its daemon died in between: no process nobody will stop."""
+    result = subprocess.run(
+        [sys.executable, "-m", "alfrd_daemon", "run", "--config", str(config(tmp_path, db_url)),
+         "--partition", "1/2", "--parent-pid", "1", "--instance-token", "ab"],
+        capture_output=True, text=True, timeout=60, env=alfrd_env(), cwd=REPO)
+    assert result.returncode == 1
+    assert "its parent (pid 1) is gone" in result.stderr
+    assert not (tmp_path / "inbox" / ".alfrd" / "claimed").exists()

@@ -72,6 +72,29 @@ def test_a_second_copy_of_stored_content_is_dropped_and_a_torn_one_replaced(
     assert not list(store.root.glob(".incoming-*"))
 
 
+def test_numbered_temporaries_skip_a_leftover_name_and_a_removed_folder_is_made_again(
+        tmp_path: Path) -> None:
+    """The daemon's temporary copies are numbered after its instance id; a name a crashed
+    process of the same id left is never reused (O_EXCL). The fan-out folders it made are
+    remembered, and one removed since (by hand, or by another host) is made again."""
+    instance = "host-123-abcdef"
+    store = Store(tmp_path / "store", instance=instance)
+    store.open()
+    leftover = store.root / f".incoming-{instance}.0"
+    leftover.write_bytes(b"a crashed process's half copy")
+    src = tmp_path / "a.txt"
+    src.write_bytes(b"first")
+    first, incoming = store.put_file(src, limit=1 << 20)
+    assert incoming.path != leftover and incoming.path.name.startswith(f".incoming-{instance}.")
+    assert leftover.read_bytes() == b"a crashed process's half copy"
+    assert (store.root / first).read_bytes() == b"first"
+    (store.root / first).unlink()
+    (store.root / first).parent.rmdir()
+    again, _ = store.put_file(src, limit=1 << 20)
+    assert again == first and (store.root / again).read_bytes() == b"first"
+    assert sorted(p.name for p in store.root.glob(".incoming-*")) == [leftover.name]
+
+
 def test_one_folder_level_and_content_stored_in_the_older_layout_stays_put(
         tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
