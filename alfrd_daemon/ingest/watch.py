@@ -201,30 +201,41 @@ def scan(
         here = stack.pop()
         if dirs_seen is not None:
             dirs_seen[0] += 1
-        try:
-            entries = list(os.scandir(here))
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
         rel_here = os.path.relpath(here, inbox)
         rel_here = "" if rel_here == "." else rel_here
-        if rel_here and any(e.name == folderdoc.META_NAME for e in entries):
+        if rel_here and os.path.lexists(here / folderdoc.META_NAME):
             try:
                 folder_st = os.lstat(here)
             except FileNotFoundError:
                 continue
             yield rel_here, folder_st, True
             continue
-        for entry in entries:
-            rel = f"{rel_here}/{entry.name}" if rel_here else entry.name
-            try:
-                is_dir = entry.is_dir(follow_symlinks=False)
-                if is_dir:
-                    if recursive and rel != CLAIM_DIR and not is_ignored_dir(rel, ignore_dirs):
-                        stack.append(Path(entry.path))
-                    continue
-                if (owns is not None and not owns(rel)) or is_ignored(rel, ignore_files,
-                                                                      ignore_dirs):
-                    continue
-                yield rel, entry.stat(follow_symlinks=False), False
-            except FileNotFoundError:
+        try:
+            # Read as it goes, not listed first: a backlog of 100,000 files would be held
+            # whole at each scan, though the tracker takes only so many of them.
+            entries = os.scandir(here)
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        with entries:
+            yield from _entries(entries, rel_here, stack, ignore_files=ignore_files,
+                                ignore_dirs=ignore_dirs, recursive=recursive, owns=owns)
+
+
+def _entries(entries: Iterator[os.DirEntry[str]], rel_here: str, stack: list[Path], *,
+             ignore_files: tuple[str, ...], ignore_dirs: tuple[str, ...], recursive: bool,
+             owns: Callable[[str], bool] | None) -> Iterator[tuple[str, os.stat_result, bool]]:
+    """The files of one folder for scan(); its sub-folders go on `stack`."""
+    for entry in entries:
+        rel = f"{rel_here}/{entry.name}" if rel_here else entry.name
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if is_dir:
+                if recursive and rel != CLAIM_DIR and not is_ignored_dir(rel, ignore_dirs):
+                    stack.append(Path(entry.path))
                 continue
+            if (owns is not None and not owns(rel)) or is_ignored(rel, ignore_files,
+                                                                  ignore_dirs):
+                continue
+            yield rel, entry.stat(follow_symlinks=False), False
+        except FileNotFoundError:
+            continue
