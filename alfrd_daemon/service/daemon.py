@@ -29,7 +29,7 @@ from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.db import pool as dbmod
 from alfrd_daemon.db.queries import QUERIES
 from alfrd_daemon.db.target import DatabaseTarget, stop_embedded_if_unused
-from alfrd_daemon.extract.pool import ExtractorPool, ExtractorUnavailable
+from alfrd_daemon.extract.pool import ExtractorPool, ExtractorUnavailable, default_size
 from alfrd_daemon.hooks.runner import HookRunner
 from alfrd_daemon.ingest.claim import ClaimArea
 from alfrd_daemon.ingest.committer import Committer
@@ -89,6 +89,13 @@ def new_instance_id(token: str | None = None) -> str:
 
 def instance_id(pid: int, token: str) -> str:
     return f"{instance_host()}-{pid}-{token}"
+
+
+def extractor_share(cores: int, partition: Partition) -> int:
+    """This ingest process's part of one extractor per core (extract.workers: 0): the
+    processes together run as many as one process would, and each at least one."""
+    share, extra = divmod(cores, partition.count)
+    return max(1, share + (partition.index < extra))
 
 
 class Slots:
@@ -201,7 +208,8 @@ class Daemon:
                                    max_batch=s.workers.commit_batch)
         self.committer.start()
         extractors = self.extractors = ExtractorPool(
-            size=s.extract.workers or None, recycle_after=s.extract.recycle_after,
+            size=s.extract.workers or extractor_share(default_size(), self.partition),
+            recycle_after=s.extract.recycle_after,
             memory_limit_mb=s.extract.memory_limit_mb)
         try:
             extractors.start()  # the libraries load now, not with the first PDF

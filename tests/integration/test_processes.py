@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from alfrd_daemon.extract.pool import default_size
 from alfrd_daemon.ingest.partition import Partition
 from alfrd_daemon.ingest.store import TEMP_PREFIX, temp_owner
-from alfrd_daemon.service.daemon import instance_host
+from alfrd_daemon.service.daemon import extractor_share, instance_host
 from tests.helpers import (
     REPO,
     DaemonProcess,
@@ -29,8 +30,8 @@ from tests.integration.faultkit import fault_config
 pytestmark = pytest.mark.timeout(120)
 
 
-def siblings_of(pid: int) -> list[int]:
-    """The daemon's ingest processes (`alfrd run --partition`), by pid."""
+def children_running(pid: int, arg: bytes) -> list[int]:
+    """The children of `pid` with `arg` among their arguments, by pid."""
     found = []
     for tid in os.listdir(f"/proc/{pid}/task"):
         for child in Path(f"/proc/{pid}/task/{tid}/children").read_text().split():
@@ -38,9 +39,14 @@ def siblings_of(pid: int) -> list[int]:
                 args = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"--partition" in args:
+            if arg in args:
                 found.append(int(child))
     return found
+
+
+def siblings_of(pid: int) -> list[int]:
+    """The daemon's ingest processes (`alfrd run --partition`), by pid."""
+    return children_running(pid, b"--partition")
 
 
 def gone(pid: int) -> bool:
@@ -182,6 +188,10 @@ def test_ready_waits_for_every_ingest_process_and_only_the_first_speaks_to_syste
                      (pids,))
         assert sorted(r["state"]["partition"] for r in rows) == ["0/2", "1/2"]
         assert "ingest processes 2/2" in notify.messages[-1][1].get("STATUS", "")
+        # One extractor per core in all, not per core in each process.
+        for k, pid in enumerate(pids):
+            assert len(children_running(pid, b"alfrd_daemon.extract.worker")) == \
+                extractor_share(default_size(), Partition(k, 2))
         assert d.stop() == 0
     notify.pump()
     assert sum(1 for _, m in notify.messages if m.get("READY") == "1") == 1

@@ -17,6 +17,7 @@ from alfrd_daemon.ingest.partition import Partition, parse_partition
 from alfrd_daemon.ingest.readiness import ReadinessParams
 from alfrd_daemon.ingest.signals import Kind, Signal
 from alfrd_daemon.ingest.tracker import Tracker, TrackerSettings
+from alfrd_daemon.service.daemon import extractor_share
 from tests.samples import write_folder_document
 
 PATHS = [f"bills/{i:04d}.pdf" for i in range(300)] + [
@@ -138,3 +139,10 @@ def test_meta_json_arriving_last_moves_the_pages_to_the_folder_owner(tmp_path: P
     run_until_quiet(tracker)
     assert submitted == []
     assert page not in tracker.sightings and folder not in tracker.sightings
+
+
+@pytest.mark.parametrize(("cores", "count", "shares"), [
+    (2, 1, [2]), (2, 2, [1, 1]), (4, 3, [2, 1, 1]), (2, 3, [1, 1, 1]), (8, 8, [1] * 8)])
+def test_the_ingest_processes_share_one_extractor_per_core(cores: int, count: int,
+                                                           shares: list[int]) -> None:
+    assert [extractor_share(cores, Partition(k, count)) for k in range(count)] == shares
