@@ -13,6 +13,7 @@ from collections.abc import Callable
 from alfrd_daemon.config.settings import Settings
 from alfrd_daemon.ingest.claim import ClaimArea
 from alfrd_daemon.ingest.paths import is_ignored_dir
+from alfrd_daemon.ingest.signals import Kind, Signal
 from alfrd_daemon.ingest.tracker import Tracker
 from alfrd_daemon.ingest.watch import (
     InboxState,
@@ -51,9 +52,19 @@ class InboxWatch:
         s = self.settings()
         self._identity = directory_identity(s.inbox.path)
         self.observer, self.mode = start_watcher(
-            choose_mode(s.watch.mode, s.inbox.path), s.inbox.path, self.tracker.signal,
+            choose_mode(s.watch.mode, s.inbox.path), s.inbox.path, self._emit,
             recursive=s.inbox.recursive, poll_interval=s.watch.poll_interval,
             skip_dir=self._skipped, on_overflow=lambda: self.tracker.request_scan(""))
+
+    def _emit(self, sig: Signal) -> None:
+        """Hand a watch event to the tracker, unless it is about a file at the top of the
+        inbox that another ingest process takes (workers.processes): its own watch reports it
+        to it, and every process would otherwise queue every event of the inbox. Deeper paths
+        go on: which unit they belong to (a folder document) is the tracker's to say."""
+        if sig.kind is not Kind.DIR_APPEARED and "/" not in sig.relpath \
+                and not self.tracker.owns(sig.relpath):
+            return
+        self.tracker.signal(sig)
 
     def _skipped(self, relpath: str) -> bool:
         """Folders the watch need not enter: the ones the settings ignore now."""

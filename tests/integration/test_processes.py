@@ -65,8 +65,9 @@ def drop(inbox: Path, names: list[str]) -> None:
 
 
 def ingested(db_url: str, inbox: Path, n: int, daemon: DaemonProcess) -> None:
+    # Well within the 30 s rescan: each process must hear of its own files from its watch.
     wait_for(lambda: not inbox_files(inbox) and query(
-        db_url, "SELECT count(*) AS n FROM documents")[0]["n"] >= n, 60,
+        db_url, "SELECT count(*) AS n FROM documents")[0]["n"] >= n, 20,
         f"{n} documents and an empty inbox", alive=daemon.assert_alive, interval=0.1)
 
 
@@ -86,11 +87,12 @@ def test_two_ingest_processes_take_each_file_once_each_its_own_share(
         tmp_path: Path, db_url: str) -> None:
     inbox = tmp_path / "inbox"
     names = [f"doc{i:02d}.txt" for i in range(40)]
-    with DaemonProcess(config(tmp_path, db_url), tmp_path / "d.log") as d:
-        d.wait_started()
+    notify = NotifyListener(tmp_path / "notify.sock")
+    with DaemonProcess(config(tmp_path, db_url), tmp_path / "d.log", env=notify.env()) as d:
+        # Dropped once both watch (and scanned at their start): each must hear of its files.
+        notify.wait(lambda m: m.get("READY") == "1", 60, "READY=1", alive=d.assert_alive)
         assert d.proc is not None
-        sibling = wait_for(lambda: siblings_of(d.proc.pid), 30, "the second ingest process",
-                           alive=d.assert_alive)[0]
+        [sibling] = siblings_of(d.proc.pid)
         drop(inbox, names)
         ingested(db_url, inbox, len(names), d)
         by_instance = arrivals_by_instance(db_url)
