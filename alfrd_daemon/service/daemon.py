@@ -205,6 +205,7 @@ class Daemon:
         with opening("claim area", claims.root):
             claims.open()
         self.committer = Committer(db, s.store_path, fsync=s.store.fsync,
+                                   in_flight=lambda: self.slots.taken,
                                    max_batch=s.workers.commit_batch)
         self.committer.start()
         extractors = self.extractors = ExtractorPool(

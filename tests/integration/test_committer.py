@@ -18,6 +18,7 @@ from alfrd_daemon.ingest.committer import (
     WORKER_FSYNC_BELOW,
     Committer,
     Pending,
+    flush_with_syncfs,
     write_rows,
 )
 
@@ -40,7 +41,7 @@ def arrival(i: int) -> dict[str, Any]:
 def test_one_bad_row_does_not_sink_the_batch(db_url: str, tmp_path: Path) -> None:
     db = Database(db_url, min_size=1, max_size=2)
     db.open()
-    committer = Committer(db, tmp_path, fsync=False, max_batch=64)
+    committer = Committer(db, tmp_path, fsync=False, in_flight=lambda: 0, max_batch=64)
     results: dict[int, Any] = {}
     all_done = threading.Event()
     good = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(10)]
@@ -162,7 +163,8 @@ def test_workers_leave_the_flush_to_the_batch_while_many_files_are_in_flight(
         tmp_path: Path) -> None:
     """A committer that drains its queue fast must not make every worker of a backlog fsync
     each file: the files in flight decide too (the backlog took 1.6 times the CPU)."""
-    committer = Committer(Database("postgresql:///unused"), tmp_path, fsync=True)
+    committer = Committer(Database("postgresql:///unused"), tmp_path, fsync=True,
+                          in_flight=lambda: 0)
     assert committer.wants_worker_fsync(in_flight=1)
     assert committer.wants_worker_fsync(in_flight=WORKER_FSYNC_BELOW - 1)
     assert not committer.wants_worker_fsync(in_flight=WORKER_FSYNC_BELOW)
@@ -171,13 +173,23 @@ def test_workers_leave_the_flush_to_the_batch_while_many_files_are_in_flight(
     assert not committer.wants_worker_fsync(in_flight=1)
 
 
+def test_a_small_batch_of_a_backlog_is_flushed_with_one_syncfs() -> None:
+    """The committer keeps up with a backlog, so its batches are small: while many files are
+    in flight it still flushes them with one syncfs, not file by file in its one thread."""
+    assert flush_with_syncfs(SYNCFS_FROM, in_flight=0)
+    assert not flush_with_syncfs(SYNCFS_FROM - 1, in_flight=WORKER_FSYNC_BELOW - 1)
+    assert flush_with_syncfs(3, in_flight=WORKER_FSYNC_BELOW)
+    assert flush_with_syncfs(1, in_flight=1000)
+    assert not flush_with_syncfs(0, in_flight=1000)  # nothing to flush: workers did it
+
+
 @pytest.mark.timeout(60)
 def test_a_value_json_cannot_hold_fails_its_file_only(db_url: str, tmp_path: Path) -> None:
     """The batch goes to the server as JSON: a value that JSON cannot carry must fail its own
     file, as a value psycopg cannot adapt did, and never stop the committer thread."""
     db = Database(db_url, min_size=1, max_size=2)
     db.open()
-    committer = Committer(db, tmp_path, fsync=False, max_batch=64)
+    committer = Committer(db, tmp_path, fsync=False, in_flight=lambda: 0, max_batch=64)
     results: dict[int, Any] = {}
     all_done = threading.Event()
 
