@@ -81,25 +81,31 @@ SYNCFS_FROM = 16
 WORKER_FSYNC_BELOW = 2 * SYNCFS_FROM
 
 
-def flush_with_syncfs(files: int, in_flight: int) -> bool:
-    """Whether one syncfs, not an fsync of each file and folder, makes a batch durable: for
-    many files, and for a few while many more are in flight (a backlog whose batches stay
-    small because this thread keeps up). Without the second rule this thread fsynced each
-    file of such a backlog in turn: +200 µs of kernel time per file, in some runs of the
-    same benchmark and not others."""
-    return files >= SYNCFS_FROM or (files > 0 and in_flight >= WORKER_FSYNC_BELOW)
+# While a backlog is in flight, a batch smaller than SYNCFS_FROM waits this long at most for
+# more files. This thread can keep up with the workers, and then its batches stayed small and
+# it fsynced each file of a backlog in turn: 200 µs more kernel time per file, in some runs
+# of the same benchmark and not others. One syncfs for a small batch instead cost half that.
+GATHER_SECONDS = 0.02
+
+
+def gathers(batch: int, in_flight: int) -> bool:
+    """Whether a batch of `batch` files waits for more (GATHER_SECONDS at most): only while a
+    backlog is in flight, never at low rates, where it would only add latency."""
+    return batch < SYNCFS_FROM and in_flight >= WORKER_FSYNC_BELOW
 
 
 class Committer:
     def __init__(self, db: Database, store_root: Path, *, fsync: bool,
-                 in_flight: Callable[[], int], max_batch: int = 256):
+                 in_flight: Callable[[], int], max_batch: int = 256,
+                 gather_seconds: float = GATHER_SECONDS):
         self.db = db
         self.store_root = store_root
         self.fsync = fsync
         # Files handed to the workers and not finished (the daemon's slots): no default, as
-        # for the ingestor (see wants_worker_fsync and flush_with_syncfs).
+        # for the ingestor (see wants_worker_fsync and gathers).
         self.in_flight = in_flight
         self.max_batch = max_batch
+        self.gather_seconds = gather_seconds
         self.queue: queue.SimpleQueue[Pending | object] = queue.SimpleQueue()
         self.batches = 0  # committed transactions (a replayed batch counts each file)
         self.thread = threading.Thread(target=self._run, name="alfrd-committer", daemon=True)
@@ -126,15 +132,25 @@ class Committer:
             if first is _STOP:
                 return
             batch = [first]
+            deadline = None
             while len(batch) < self.max_batch:
                 try:
-                    item = self.queue.get_nowait()
+                    if deadline is None:
+                        item = self.queue.get_nowait()
+                    else:
+                        item = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
-                    break
+                    if deadline is not None or not self.fsync \
+                            or not gathers(len(batch), self.in_flight()):
+                        break
+                    deadline = time.monotonic() + self.gather_seconds
+                    continue
                 if item is _STOP:
                     stopping = True
                     break
                 batch.append(item)
+                if deadline is not None and len(batch) >= SYNCFS_FROM:
+                    deadline = None  # enough for one syncfs: take what is queued, then go
             self._commit(batch)  # type: ignore[arg-type]
 
     def _commit(self, batch: list[Pending]) -> None:
@@ -171,7 +187,7 @@ class Committer:
 
     def _make_durable(self, batch: list[Pending]) -> None:
         pending = [p for p in batch if not p.durable and p.stored is not None]
-        if flush_with_syncfs(len(pending), self.in_flight()):
+        if len(pending) >= SYNCFS_FROM:
             sync_filesystem(self.store_root)
             return
         folders = set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,10 @@ from alfrd_daemon.ingest.committer import (
     WORKER_FSYNC_BELOW,
     Committer,
     Pending,
-    flush_with_syncfs,
+    gathers,
     write_rows,
 )
+from tests.helpers import query
 
 
 def row(i: int, sha: str) -> dict[str, Any]:
@@ -173,14 +175,61 @@ def test_workers_leave_the_flush_to_the_batch_while_many_files_are_in_flight(
     assert not committer.wants_worker_fsync(in_flight=1)
 
 
-def test_a_small_batch_of_a_backlog_is_flushed_with_one_syncfs() -> None:
-    """The committer keeps up with a backlog, so its batches are small: while many files are
-    in flight it still flushes them with one syncfs, not file by file in its one thread."""
-    assert flush_with_syncfs(SYNCFS_FROM, in_flight=0)
-    assert not flush_with_syncfs(SYNCFS_FROM - 1, in_flight=WORKER_FSYNC_BELOW - 1)
-    assert flush_with_syncfs(3, in_flight=WORKER_FSYNC_BELOW)
-    assert flush_with_syncfs(1, in_flight=1000)
-    assert not flush_with_syncfs(0, in_flight=1000)  # nothing to flush: workers did it
+def test_only_a_small_batch_of_a_backlog_waits_for_more_files() -> None:
+    """The committer keeps up with a backlog, so its batches stay small and each file was
+    fsynced in turn: while a backlog is in flight a small batch waits (briefly) for enough
+    files for one syncfs. At low rates nothing waits."""
+    assert gathers(1, in_flight=WORKER_FSYNC_BELOW)
+    assert gathers(SYNCFS_FROM - 1, in_flight=1000)
+    assert not gathers(SYNCFS_FROM, in_flight=1000)
+    assert not gathers(1, in_flight=WORKER_FSYNC_BELOW - 1)
+
+
+def committed_files(db_url: str, tmp_path: Path, in_flight: int, files: int,
+                    gather_seconds: float) -> tuple[float, int]:
+    """(seconds until every file's verdict, batches) for `files` submitted at once."""
+    db = Database(db_url, min_size=1, max_size=2)
+    db.open()
+    committer = Committer(db, tmp_path, fsync=True, in_flight=lambda: in_flight,
+                          gather_seconds=gather_seconds)
+    committer.start()
+    verdicts: list[Any] = []
+    all_done = threading.Event()
+
+    def done(outcome: Any, _doc: Any, _replayed: bool) -> None:
+        verdicts.append(outcome)
+        if len(verdicts) == files:
+            all_done.set()
+
+    try:
+        started = time.monotonic()
+        for i in range(files):
+            stored = tmp_path / f"stored-{i}"
+            stored.write_bytes(b"x")
+            committer.submit(Pending(row(i, hashlib.sha256(str(i).encode()).hexdigest()),
+                                     arrival(i), done, stored=stored))
+        assert all_done.wait(30)
+        return time.monotonic() - started, committer.batches
+    finally:
+        committer.stop(10)
+        db.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_file_at_a_low_rate_never_waits_for_company(db_url: str, tmp_path: Path) -> None:
+    seconds, batches = committed_files(db_url, tmp_path, in_flight=1, files=1,
+                                       gather_seconds=60)
+    assert seconds < 30 and batches == 1
+    assert query(db_url, "SELECT count(*) AS n FROM documents")[0]["n"] == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_gathering_batch_goes_once_it_can_take_one_syncfs(db_url: str,
+                                                            tmp_path: Path) -> None:
+    """With a backlog in flight and a minute to gather, SYNCFS_FROM files still go at once."""
+    seconds, batches = committed_files(db_url, tmp_path, in_flight=1000, files=SYNCFS_FROM,
+                                       gather_seconds=60)
+    assert seconds < 30 and 1 <= batches <= 2
 
 
 @pytest.mark.timeout(60)
