@@ -35,9 +35,6 @@ class Partition:
         return f"{self.index}/{self.count}"
 
 
-WHOLE_INBOX = Partition(0, 1)
-
-
 def parse_partition(text: str) -> Partition:
     """`K/N` (the form `alfrd run --partition` takes) → Partition; ValueError naming the form."""
     index, sep, count = text.partition("/")

@@ -100,8 +100,8 @@ class Store:
         # Temporary copies carry the writer's instance id (host-pid-token), so a daemon that
         # starts can remove those that a crashed daemon of this host left behind.
         self._temp_prefix = f"{TEMP_PREFIX}{instance}." if instance else TEMP_PREFIX
-        # With an instance id the names are ours alone, so a counter makes them (mkstemp's
-        # random names cost more Python per file than the rest of the copy).
+        # With an instance id the names are ours alone, so a counter makes them (mkstemp
+        # draws a random name for each file, in Python).
         self._temp_numbers = itertools.count() if instance else None
         self._reflinks = True  # until the filesystem says it has none
         self._made_dirs: set[str] = set()  # fan-out folders known to exist

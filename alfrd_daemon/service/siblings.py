@@ -9,8 +9,9 @@ it only takes the files of its partition, and leaves the scheduled jobs, OCR, ho
 and the service manager's protocol to the primary.
 
 The primary restarts a sibling that exits while the daemon runs (with a backoff), forwards
-SIGHUP to them and stops them with itself. A sibling asks the kernel for SIGTERM when the
-primary dies (PR_SET_PDEATHSIG), so none outlives it, even after a SIGKILL.
+SIGHUP to them and stops them with itself. A sibling asks the kernel for a signal when the
+primary dies (PR_SET_PDEATHSIG) and then drains and stops, so none outlives it, even after a
+SIGKILL of the primary.
 """
 
 from __future__ import annotations
@@ -66,7 +67,6 @@ class _Sibling:
     started: float = 0.0
     backoff: float = RESTART_INITIAL_SECONDS
     start_at: float = 0.0  # monotonic time of the next start, while it is not running
-    restarts: int = 0
 
 
 @dataclass
@@ -134,7 +134,6 @@ class SiblingProcesses:
                 sib.backoff = min(RESTART_MAX_SECONDS, sib.backoff * 2)
                 sib.proc = None
             if now >= sib.start_at:
-                sib.restarts += 1
                 self._spawn(sib, now)
 
     def wait_started(self, db: dbmod.Database, timeout: float) -> list[Partition]:
@@ -158,9 +157,6 @@ class SiblingProcesses:
 
     def running(self) -> int:
         return sum(1 for s in self.siblings if s.proc is not None and s.proc.poll() is None)
-
-    def pids(self) -> list[int]:
-        return [s.proc.pid for s in self.siblings if s.proc is not None]
 
     def signal_all(self, signum: int) -> None:
         for sib in self.siblings:

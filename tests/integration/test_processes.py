@@ -83,6 +83,19 @@ def config(tmp: Path, db_url: str) -> Path:
     return fault_config(tmp, db_url, workers={"count": 2, "processes": 2})
 
 
+def running_sibling(d: DaemonProcess, db_url: str) -> int:
+    """The pid of the daemon's second ingest process, once it has started (its instance row
+    is written when it watches the inbox)."""
+    assert d.proc is not None
+    pid = d.proc.pid
+    sibling: int = wait_for(lambda: siblings_of(pid), 30, "the second ingest process",
+                            alive=d.assert_alive)[0]
+    wait_for(lambda: query(db_url, "SELECT 1 FROM daemon_instances WHERE pid = %s",
+                           (sibling,)), 30, "the second process's heartbeat",
+             alive=d.assert_alive)
+    return sibling
+
+
 def test_two_ingest_processes_take_each_file_once_each_its_own_share(
         tmp_path: Path, db_url: str) -> None:
     inbox = tmp_path / "inbox"
@@ -125,10 +138,8 @@ def test_a_killed_ingest_process_is_started_again_and_its_share_still_goes_in(
         tmp_path: Path, db_url: str) -> None:
     inbox = tmp_path / "inbox"
     with DaemonProcess(config(tmp_path, db_url), tmp_path / "d.log") as d:
-        d.wait_started()
+        first = running_sibling(d, db_url)
         assert d.proc is not None
-        first = wait_for(lambda: siblings_of(d.proc.pid), 30, "the second ingest process",
-                         alive=d.assert_alive)[0]
         os.kill(first, signal.SIGKILL)
         second = wait_for(lambda: [p for p in siblings_of(d.proc.pid) if p != first], 30,
                           "a new second ingest process", alive=d.assert_alive)[0]
@@ -147,13 +158,7 @@ def test_a_killed_ingest_process_is_started_again_and_its_share_still_goes_in(
 def test_ingest_processes_end_with_a_killed_daemon(tmp_path: Path, db_url: str) -> None:
     """SIGKILL leaves the primary no chance to stop them: the kernel tells them instead."""
     with DaemonProcess(config(tmp_path, db_url), tmp_path / "d.log") as d:
-        d.wait_started()
-        assert d.proc is not None
-        sibling = wait_for(lambda: siblings_of(d.proc.pid), 30, "the second ingest process",
-                           alive=d.assert_alive)[0]
-        # Its own start is done (its instance row is written) before the primary goes.
-        wait_for(lambda: query(db_url, "SELECT 1 FROM daemon_instances WHERE pid = %s",
-                               (sibling,)), 30, "the second process's heartbeat")
+        sibling = running_sibling(d, db_url)  # started whole before the primary goes
         d.kill()
         wait_for(lambda: gone(sibling), 30, "the orphaned ingest process to exit")
     # It stopped as on SIGTERM: its instance row says so.
@@ -163,12 +168,8 @@ def test_ingest_processes_end_with_a_killed_daemon(tmp_path: Path, db_url: str) 
 
 def test_a_reload_reaches_the_other_ingest_processes(tmp_path: Path, db_url: str) -> None:
     with DaemonProcess(config(tmp_path, db_url), tmp_path / "d.log") as d:
-        d.wait_started()
+        sibling = running_sibling(d, db_url)
         assert d.proc is not None
-        sibling = wait_for(lambda: siblings_of(d.proc.pid), 30, "the second ingest process",
-                           alive=d.assert_alive)[0]
-        wait_for(lambda: query(db_url, "SELECT 1 FROM daemon_instances WHERE pid = %s",
-                               (sibling,)), 30, "the second process's heartbeat")
         os.kill(d.proc.pid, signal.SIGHUP)
         wait_for(lambda: d.log().count("event=reloaded") >= 2, 30,
                  "both processes to reload", alive=d.assert_alive)
