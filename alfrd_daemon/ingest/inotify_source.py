@@ -167,5 +167,15 @@ class InotifySource:
             self.root_lost = True
 
     def on_queue_overflow(self) -> None:
+        """The kernel dropped events, folders created meanwhile among them: watch what has no
+        watch yet (adding an existing watch again only re-registers this callback)."""
         log.warning("the kernel's inotify queue overflowed: events were lost; scanning")
+        try:
+            self._watch_tree("")
+        except OSError as exc:  # the watch limit: only the rescan finds their files now
+            log.warning("cannot watch every folder again: %s", exc)
+
+    def on_events_lost(self) -> None:
+        """inotify_c calls this after every callback's on_queue_overflow, so the scan it asks
+        for runs with the watches repaired: nothing written after it goes unseen."""
         self.on_overflow()
