@@ -97,7 +97,8 @@ def gathers(batch: int, in_flight: int) -> bool:
 class Committer:
     def __init__(self, db: Database, store_root: Path, *, fsync: bool,
                  in_flight: Callable[[], int], max_batch: int = 256,
-                 gather_seconds: float = GATHER_SECONDS):
+                 gather_seconds: float = GATHER_SECONDS,
+                 after_batch: Callable[[], None] | None = None):
         self.db = db
         self.store_root = store_root
         self.fsync = fsync
@@ -106,6 +107,9 @@ class Committer:
         self.in_flight = in_flight
         self.max_batch = max_batch
         self.gather_seconds = gather_seconds
+        # Called in this thread once every file of a batch has had its verdict: what the
+        # verdicts queued can go on as one piece of work (the daemon's releases).
+        self.after_batch = after_batch
         self.queue: queue.SimpleQueue[Pending | object] = queue.SimpleQueue()
         self.batches = 0  # committed transactions (a replayed batch counts each file)
         self.thread = threading.Thread(target=self._run, name="alfrd-committer", daemon=True)
@@ -152,6 +156,11 @@ class Committer:
                 if deadline is not None and len(batch) >= SYNCFS_FROM:
                     deadline = None  # enough for one syncfs: take what is queued, then go
             self._commit(batch)  # type: ignore[arg-type]
+            if self.after_batch is not None:
+                try:
+                    self.after_batch()
+                except Exception:  # the commits must go on
+                    log.exception("handing on a committed batch failed")
 
     def _commit(self, batch: list[Pending]) -> None:
         self.busy_since = time.monotonic()

@@ -152,6 +152,7 @@ class Daemon:
         self.ingestor: Ingestor | None = None
         self.extractors: ExtractorPool | None = None
         self.releaser: ThreadPoolExecutor | None = None  # releases claimed copies after commit
+        self._releases: list[Callable[[], None]] = []  # the committer's batch so far (its thread)
         self.executor: ThreadPoolExecutor | None = None
         self.slots = Slots(settings.workers.queue_size + settings.workers.count)
         self.busy: dict[int, float] = {}  # worker thread → when it took its current file
@@ -206,7 +207,8 @@ class Daemon:
             claims.open()
         self.committer = Committer(db, s.store_path, fsync=s.store.fsync,
                                    in_flight=lambda: self.slots.taken,
-                                   max_batch=s.workers.commit_batch)
+                                   max_batch=s.workers.commit_batch,
+                                   after_batch=self._release_batch)
         self.committer.start()
         extractors = self.extractors = ExtractorPool(
             size=s.extract.workers or extractor_share(default_size(), self.partition),
@@ -626,11 +628,25 @@ class Daemon:
         return finished
 
     def _release_later(self, work: Callable[[], None]) -> None:
+        """Releases of the committer's verdicts wait for the end of their batch and go to a
+        releaser together: one hand-off per batch instead of one per file."""
+        if self.committer is not None and threading.current_thread() is self.committer.thread:
+            self._releases.append(work)
+        else:
+            self._hand_releases([work])
+
+    def _release_batch(self) -> None:
+        """The committer's batch is through (runs in the committer thread)."""
+        works, self._releases = self._releases, []
+        if works:
+            self._hand_releases(works)
+
+    def _hand_releases(self, works: list[Callable[[], None]]) -> None:
         assert self.releaser is not None
         try:
-            self.releaser.submit(work)
-        except RuntimeError:  # draining already (a late commit): release it here
-            work()
+            self.releaser.submit(_run_each, works)
+        except RuntimeError:  # draining already (a late commit): release them here
+            _run_each(works)
 
     @staticmethod
     def _drain(executor: ThreadPoolExecutor, timeout: float, *, cancel: bool = True) -> bool:
@@ -711,3 +727,11 @@ def _run_bounded(work: Callable[[], None], timeout: float, name: str) -> None:
 def _left(deadline: float, cap: float = math.inf, *, at_least: float = 0.0) -> float:
     """Seconds until `deadline`, at most `cap`, at least `at_least`."""
     return max(at_least, min(cap, deadline - time.monotonic()))
+
+
+def _run_each(works: list[Callable[[], None]]) -> None:
+    for work in works:
+        try:
+            work()
+        except Exception:  # one file's release must not keep the others of its batch
+            log.exception("releasing a committed file failed")

@@ -262,3 +262,34 @@ def test_a_value_json_cannot_hold_fails_its_file_only(db_url: str, tmp_path: Pat
     assert results[0] == results[3] == "ingested"
     assert isinstance(results[1], psycopg.DataError) and "float" in str(results[1])
     assert isinstance(results[2], psycopg.DataError) and "object" in str(results[2])
+
+
+@pytest.mark.timeout(60)
+def test_after_batch_runs_once_each_batch_after_all_its_verdicts(db_url: str,
+                                                                  tmp_path: Path) -> None:
+    """The daemon hands a batch's releases on in one piece: the hook must come after every
+    verdict of its batch (a release queued later would wait for the next batch), once."""
+    db = Database(db_url, min_size=1, max_size=2)
+    db.open()
+    events: list[str] = []
+    finished = threading.Event()
+
+    def after() -> None:
+        events.append("after")
+        if events.count("after") == 2:
+            finished.set()
+
+    committer = Committer(db, tmp_path, fsync=False, in_flight=lambda: 0, max_batch=3,
+                          after_batch=after)
+    shas = [hashlib.sha256(f"after {i}".encode()).hexdigest() for i in range(6)]
+    for i, sha in enumerate(shas):  # queued before the thread starts: two full batches
+        committer.submit(Pending(row(i, sha), arrival(i),
+                                 lambda o, d, r, i=i: events.append(f"{i}:{o}")))
+    try:
+        committer.start()
+        assert finished.wait(30)
+    finally:
+        committer.stop(10)
+        db.close()
+    assert events == ["0:ingested", "1:ingested", "2:ingested", "after",
+                      "3:ingested", "4:ingested", "5:ingested", "after"]
