@@ -13,7 +13,6 @@ import itertools
 import math
 import os
 import random
-import shutil
 import subprocess
 import sys
 import threading
@@ -128,10 +127,7 @@ def rss(b: Bench) -> dict[str, Any]:
     big = make_corpus(b.work / "bigcorpus", b.args.backlog, b.args.pdfs, b.args.pdf_pages,
                       b.args.file_size,
                       prefix="big")
-    try:
-        return _ingest(b, big, "rss", live=False, profile=True, sample_rss=True)
-    finally:
-        shutil.rmtree(b.work / "bigcorpus", ignore_errors=True)
+    return _ingest(b, big, "rss", live=False, profile=True, sample_rss=True)
 
 
 def _ingest(b: Bench, corpus: list[Path], name: str, *, live: bool, profile: bool,
@@ -201,7 +197,10 @@ def _ingest(b: Bench, corpus: list[Path], name: str, *, live: bool, profile: boo
         errors = [ln for ln in d.log()[-200000:].splitlines()
                   if "ERROR" in ln or "Traceback" in ln]
         result["daemon_error_lines"] = len(errors)
-    shutil.rmtree(base, ignore_errors=True)
+    # The scenario's files stay until the run's end (run.py removes the work folder): removing
+    # them here made the next scenario's daemon slow on a journal-less ext4, whose inode
+    # allocator passes over inodes freed in the last 60-360 s (BENCHMARKS.md, 2026-12-04),
+    # a cost only the daemon paid: the peers make no new files while timed.
     return result
 
 
@@ -229,8 +228,7 @@ def latency(b: Bench) -> dict[str, Any]:
         finally:
             d.stop()
             listener.close()
-    shutil.rmtree(base, ignore_errors=True)
-    return out
+    return out  # its files go with the work folder at the run's end, as in _ingest
 
 
 def _paced(d: BenchDaemon, listener: Listener, url: str, tm: TextMaker, rate: int,
