@@ -39,6 +39,16 @@ def arrival(i: int) -> dict[str, Any]:
             "size_bytes": 1, "instance": "test"}
 
 
+def run_until(committer: Committer, db: Database, finished: threading.Event) -> None:
+    """Start the committer, wait for `finished`, then stop it and close its pool."""
+    try:
+        committer.start()
+        assert finished.wait(30)
+    finally:
+        committer.stop(10)
+        db.close()
+
+
 @pytest.mark.timeout(60)
 def test_one_bad_row_does_not_sink_the_batch(db_url: str, tmp_path: Path) -> None:
     db = Database(db_url, min_size=1, max_size=2)
@@ -60,12 +70,7 @@ def test_one_bad_row_does_not_sink_the_batch(db_url: str, tmp_path: Path) -> Non
                              lambda o, d, r: done(10, o, d, r)))  # violates the CHECK
     committer.submit(Pending(row(11, good[0]), arrival(11),
                              lambda o, d, r: done(11, o, d, r)))  # same content as file 0
-    try:
-        committer.start()
-        assert all_done.wait(30)
-    finally:
-        committer.stop(10)
-        db.close()
+    run_until(committer, db, all_done)
     assert [results[i] for i in range(10)] == ["ingested"] * 10
     assert isinstance(results[10], psycopg.errors.CheckViolation)
     assert results[11] == "duplicate"
@@ -285,11 +290,6 @@ def test_after_batch_runs_once_each_batch_after_all_its_verdicts(db_url: str,
     for i, sha in enumerate(shas):  # queued before the thread starts: two full batches
         committer.submit(Pending(row(i, sha), arrival(i),
                                  lambda o, d, r, i=i: events.append(f"{i}:{o}")))
-    try:
-        committer.start()
-        assert finished.wait(30)
-    finally:
-        committer.stop(10)
-        db.close()
+    run_until(committer, db, finished)
     assert events == ["0:ingested", "1:ingested", "2:ingested", "after",
                       "3:ingested", "4:ingested", "5:ingested", "after"]
