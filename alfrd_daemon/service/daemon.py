@@ -644,9 +644,9 @@ class Daemon:
     def _hand_releases(self, works: list[Callable[[], None]]) -> None:
         assert self.releaser is not None
         try:
-            self.releaser.submit(_run_each, works)
+            self.releaser.submit(run_each, works)
         except RuntimeError:  # draining already (a late commit): release them here
-            _run_each(works)
+            run_each(works)
 
     @staticmethod
     def _drain(executor: ThreadPoolExecutor, timeout: float, *, cancel: bool = True) -> bool:
@@ -729,7 +729,7 @@ def _left(deadline: float, cap: float = math.inf, *, at_least: float = 0.0) -> f
     return max(at_least, min(cap, deadline - time.monotonic()))
 
 
-def _run_each(works: list[Callable[[], None]]) -> None:
+def run_each(works: list[Callable[[], None]]) -> None:
     for work in works:
         try:
             work()
